@@ -1,0 +1,131 @@
+// Package app holds the command services: each loads an aggregate from the event
+// store, lets the domain decide, and appends the outcome with the version it
+// loaded, retrying when another writer got there first.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
+	"github.com/google/uuid"
+)
+
+// maxAttempts bounds how often a command is decided again after losing a race.
+const maxAttempts = 5
+
+// Service executes the anomaly commands against an event store.
+type Service struct {
+	store  eventstore.Store
+	now    func() time.Time
+	newID  func() uuid.UUID
+	policy func(tenant string) domain.Policy
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithClock sets the clock the service stamps events with.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithIDs sets the generator of anomaly and event ids.
+func WithIDs(newID func() uuid.UUID) Option { return func(s *Service) { s.newID = newID } }
+
+// WithPolicy sets how a tenant's auto-response policy is found.
+func WithPolicy(p func(tenant string) domain.Policy) Option { return func(s *Service) { s.policy = p } }
+
+// NewService returns a Service over store. By default it uses the system clock,
+// random UUIDs, and the default policy for every tenant.
+func NewService(store eventstore.Store, opts ...Option) *Service {
+	s := &Service{
+		store:  store,
+		now:    time.Now,
+		newID:  uuid.New,
+		policy: func(string) domain.Policy { return domain.DefaultPolicy() },
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Result is the outcome of a command: the anomaly's state after it, and the
+// store position of the recorded event, which a reader waits for to see it.
+type Result struct {
+	Anomaly  domain.AnomalyState
+	Position uint64
+}
+
+func (s *Service) meta(p domain.Principal) domain.Meta {
+	return domain.Meta{EventID: s.newID(), At: s.now().UTC(), Actor: p.Actor}
+}
+
+// Report opens an anomaly for the principal's tenant. It returns INVALID_INPUT
+// for input that breaks a rule and INTERNAL_ERROR when the store fails.
+func (s *Service) Report(ctx context.Context, p domain.Principal, cmd domain.ReportAnomaly) (Result, error) {
+	cmd.Tenant = p.Tenant
+	cmd.AnomalyID = s.newID()
+	a, err := domain.Report(cmd, s.policy(p.Tenant), s.meta(p))
+	if err != nil {
+		return Result{}, err
+	}
+	return s.save(ctx, a)
+}
+
+// Resolve closes an anomaly of the principal's tenant. It returns NOT_FOUND when
+// the tenant has no such anomaly, CONFLICT when it is already closed (also when
+// a concurrent command closed it first), INVALID_INPUT for a bad resolution, and
+// INTERNAL_ERROR when the store fails.
+func (s *Service) Resolve(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.ResolveAnomaly) (Result, error) {
+	return s.update(ctx, domain.AnomalyStream(p.Tenant, id), func(a *domain.Anomaly) error {
+		return a.Resolve(cmd, s.meta(p))
+	})
+}
+
+// update loads an anomaly, applies decide and appends what it recorded; when the
+// append loses a race it starts again from a fresh load, so that the decision is
+// always taken on the latest state.
+func (s *Service) update(ctx context.Context, stream domain.StreamID, decide func(*domain.Anomaly) error) (Result, error) {
+	for attempt := 1; ; attempt++ {
+		a, err := s.load(ctx, stream)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := decide(a); err != nil {
+			return Result{}, err
+		}
+		res, err := s.save(ctx, a)
+		if errors.Is(err, domain.ErrConcurrency) && attempt < maxAttempts {
+			continue
+		}
+		return res, err
+	}
+}
+
+func (s *Service) load(ctx context.Context, stream domain.StreamID) (*domain.Anomaly, error) {
+	recs, err := s.store.ReadStream(ctx, stream, 0)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", stream, err)
+	}
+	evs := make([]domain.Event, len(recs))
+	for i, r := range recs {
+		evs[i] = r.Event
+	}
+	return domain.LoadAnomaly(evs)
+}
+
+func (s *Service) save(ctx context.Context, a *domain.Anomaly) (Result, error) {
+	expected := a.LoadedVersion()
+	var last eventstore.Recorded
+	for _, e := range a.Changes() {
+		rec, err := s.store.Append(ctx, expected, e)
+		if err != nil {
+			return Result{}, fmt.Errorf("append %s: %w", e.Type, err)
+		}
+		expected, last = e.Version, rec
+	}
+	return Result{Anomaly: a.State(), Position: last.Position}, nil
+}

@@ -1,0 +1,114 @@
+package auth
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/anomalyd/anomalyd/domain"
+)
+
+// reloadEvery bounds how often the keyring looks at the keys file: a key added
+// or revoked with anomalyctl takes effect within this time, without a restart.
+const reloadEvery = time.Second
+
+// Keyring authenticates API key secrets against a keys file, and picks up
+// changes to the file while the server runs.
+type Keyring struct {
+	path   string
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu      sync.Mutex
+	byHash  map[string]Key
+	modTime time.Time
+	size    int64
+	checked time.Time
+}
+
+// OpenKeyring loads the keys file at path (a missing file is an empty keyring,
+// filled in once keys are created). It returns an error for a malformed file.
+func OpenKeyring(path string, logger *slog.Logger) (*Keyring, error) {
+	k := &Keyring{path: path, logger: logger, now: time.Now}
+	if err := k.reload(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Len returns the number of keys that are not revoked.
+func (k *Keyring) Len() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.maybeReload()
+	return len(k.byHash)
+}
+
+// ErrUnknownKey is returned for a secret that matches no live key.
+var ErrUnknownKey = errors.New("unknown or revoked API key")
+
+// Authenticate returns the principal of the key whose secret is given, or
+// ErrUnknownKey.
+func (k *Keyring) Authenticate(secret string) (domain.Principal, error) {
+	h := hashSecret(secret)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.maybeReload()
+	key, ok := k.byHash[h]
+	if !ok {
+		return domain.Principal{}, ErrUnknownKey
+	}
+	return domain.Principal{
+		Actor:  domain.Actor{ID: key.ID, Kind: domain.ActorAPIKey},
+		Tenant: key.Tenant, Scopes: key.Scopes,
+	}, nil
+}
+
+// maybeReload re-reads the file when it changed; k.mu is held. A file that
+// became malformed keeps the previous keys and is logged.
+func (k *Keyring) maybeReload() {
+	now := k.now()
+	if now.Sub(k.checked) < reloadEvery {
+		return
+	}
+	k.checked = now
+	fi, err := os.Stat(k.path)
+	switch {
+	case err == nil && fi.ModTime().Equal(k.modTime) && fi.Size() == k.size:
+		return
+	case err != nil && k.byHash != nil && len(k.byHash) == 0 && k.size == 0:
+		return // still no keys file
+	}
+	if err := k.load(); err != nil {
+		k.logger.Error("keys file not reloaded; keeping the previous keys", "path", k.path, "err", err)
+	}
+}
+
+func (k *Keyring) reload() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.checked = k.now()
+	return k.load()
+}
+
+func (k *Keyring) load() error {
+	var modTime time.Time
+	var size int64
+	if fi, err := os.Stat(k.path); err == nil {
+		modTime, size = fi.ModTime(), fi.Size()
+	}
+	keys, err := ReadKeys(k.path)
+	if err != nil {
+		return err
+	}
+	byHash := make(map[string]Key, len(keys))
+	for _, key := range keys {
+		if key.RevokedAt == nil {
+			byHash[key.SecretSHA256] = key
+		}
+	}
+	k.byHash, k.modTime, k.size = byHash, modTime, size
+	return nil
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Config is everything anomalyd is started with. Every field has a flag and an
+// environment variable; the flag wins.
+type Config struct {
+	Addr       string // HTTP listen address
+	DataDir    string // embedded NATS storage and, by default, the keys file
+	KeysFile   string
+	Store      string // event-store backend: jetstream
+	NATSURL    string // external NATS; empty runs NATS embedded
+	NATSListen string // client address of the embedded NATS; "off" for none
+	NATSSync   bool   // fsync every JetStream write before acknowledging it
+	LogFormat  string // text or json
+	LogLevel   string // debug, info, warn, error
+}
+
+type setting struct {
+	name, env, def, usage string
+	target                *string
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{"addr", "ANOMALYD_ADDR", "127.0.0.1:8080", "HTTP listen address", &c.Addr},
+		{"data-dir", "ANOMALYD_DATA_DIR", "./data", "directory for the embedded NATS JetStream files and the keys file", &c.DataDir},
+		{"keys-file", "ANOMALYD_KEYS_FILE", "", "API keys file (default <data-dir>/keys.json)", &c.KeysFile},
+		{"store", "ANOMALYD_STORE", "jetstream", "event-store backend: jetstream", &c.Store},
+		{"nats-url", "ANOMALYD_NATS_URL", "", "URL of an external NATS cluster with JetStream; empty runs NATS embedded", &c.NATSURL},
+		{"nats-listen", "ANOMALYD_NATS_LISTEN", "127.0.0.1:4222", "client address of the embedded NATS, for effect subscribers; \"off\" opens no port", &c.NATSListen},
+		{"log-format", "ANOMALYD_LOG_FORMAT", "text", "log format: text or json", &c.LogFormat},
+		{"log-level", "ANOMALYD_LOG_LEVEL", "info", "log level: debug, info, warn, error", &c.LogLevel},
+	}
+}
+
+// ParseConfig reads flags from args, falling back to the environment and then to
+// the defaults. It returns an error naming the setting that is invalid.
+func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("anomalyd", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	for _, s := range c.settings() {
+		def := s.def
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		fs.StringVar(s.target, s.name, def, fmt.Sprintf("%s (env %s)", s.usage, s.env))
+	}
+	syncDef, err := envBool(getenv, "ANOMALYD_NATS_SYNC_ALWAYS")
+	if err != nil {
+		return c, err
+	}
+	fs.BoolVar(&c.NATSSync, "nats-sync-always", syncDef,
+		"embedded NATS: fsync every write before acknowledging it, so an acknowledged command survives power loss (env ANOMALYD_NATS_SYNC_ALWAYS)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.KeysFile == "" {
+		c.KeysFile = filepath.Join(c.DataDir, "keys.json")
+	}
+	return c, c.validate()
+}
+
+func envBool(getenv func(string) string, name string) (bool, error) {
+	v := getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want true or false", name, v)
+	}
+	return b, nil
+}
+
+func (c Config) validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("--addr %q: %v", c.Addr, err)
+	}
+	if c.Store != "jetstream" {
+		return fmt.Errorf("--store %q: the available backend is jetstream", c.Store)
+	}
+	if c.DataDir == "" && c.NATSURL == "" {
+		return errors.New("--data-dir must not be empty when NATS runs embedded")
+	}
+	if c.NATSListen != "off" {
+		if _, _, err := c.natsListen(); err != nil {
+			return fmt.Errorf("--nats-listen %q: %v (or \"off\")", c.NATSListen, err)
+		}
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c Config) natsListen() (string, int, error) {
+	host, port, err := net.SplitHostPort(c.NATSListen)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return host, p, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}

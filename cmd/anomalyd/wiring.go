@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anomalyd/anomalyd/app"
+	"github.com/anomalyd/anomalyd/auth"
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	anomalyhttp "github.com/anomalyd/anomalyd/http"
+	"github.com/anomalyd/anomalyd/natseffects"
+	"github.com/anomalyd/anomalyd/projections"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+// NewLogger returns the process logger in the configured format and level.
+func NewLogger(cfg Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Main is the whole server wired together. End-to-end tests run the very same
+// wiring: NewMain, Open, then Close.
+type Main struct {
+	cfg    Config
+	logger *slog.Logger
+
+	nats     *server.Server // nil with an external NATS
+	nc       *nats.Conn
+	http     *anomalyhttp.Server
+	runners  []*projections.Runner
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	failed   chan error
+	failOnce sync.Once
+}
+
+// NewMain returns an unopened server for cfg.
+func NewMain(cfg Config, logger *slog.Logger) *Main {
+	return &Main{cfg: cfg, logger: logger, failed: make(chan error, 1)}
+}
+
+// Open starts NATS (or connects to it), the event store, the projections and
+// the HTTP server, in that order, and returns once the read model has caught up
+// with the log and the API is listening.
+func (m *Main) Open(ctx context.Context) error {
+	if err := m.openNATS(); err != nil {
+		return err
+	}
+	js, err := njs.New(m.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	store, err := jetstream.New(ctx, js, jetstream.Config{})
+	if err != nil {
+		return err
+	}
+	sink, err := natseffects.New(ctx, js, natseffects.Config{})
+	if err != nil {
+		return err
+	}
+	keys, err := auth.OpenKeyring(m.cfg.KeysFile, m.logger)
+	if err != nil {
+		return err
+	}
+
+	anomalies := projections.NewAnomalies()
+	readModel := projections.NewRunner("anomalies", store, anomalies, m.logger)
+	effects := projections.NewRunner("effects", store, projections.NewEffects(sink, m.logger), m.logger)
+	m.runners = []*projections.Runner{readModel, effects}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	for _, r := range m.runners {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := r.Run(runCtx); err != nil {
+				m.fail(err)
+			}
+		}()
+	}
+	start := time.Now()
+	if err := readModel.CatchUp(ctx); err != nil {
+		return fmt.Errorf("read model catch-up: %w", err)
+	}
+	m.logger.Info("read model caught up", "position", readModel.Position(), "took", time.Since(start).Round(time.Millisecond))
+
+	m.http = anomalyhttp.NewServer(anomalyhttp.Config{
+		Addr: m.cfg.Addr, Commands: app.NewService(store), Reader: anomalies, Waiter: readModel,
+		Keys: keys, Logger: m.logger,
+	})
+	if err := m.http.Open(); err != nil {
+		return err
+	}
+	m.logger.Info("anomalyd listening", "addr", "http://"+m.http.Addr(), "nats", m.NATSURL(), "keys_file", m.cfg.KeysFile)
+	if keys.Len() == 0 {
+		m.logger.Warn("no API keys yet: create one, and the server picks it up within a second: " +
+			"go run ./cmd/anomalyctl keys create --tenant acme --name dev --scopes " + strings.Join(domain.AllScopes, ","))
+	}
+	return nil
+}
+
+func (m *Main) openNATS() error {
+	if m.cfg.NATSURL != "" {
+		nc, err := nats.Connect(m.cfg.NATSURL, nats.Name("anomalyd"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect to NATS at %s: %w", m.cfg.NATSURL, err)
+		}
+		m.nc = nc
+		return nil
+	}
+	ecfg := jetstream.EmbeddedConfig{DataDir: m.cfg.DataDir, SyncAlways: m.cfg.NATSSync, DontListen: m.cfg.NATSListen == "off"}
+	if !ecfg.DontListen {
+		host, port, err := m.cfg.natsListen()
+		if err != nil {
+			return err
+		}
+		ecfg.Host, ecfg.Port = host, port
+	}
+	ns, err := jetstream.StartEmbedded(ecfg, m.logger.With("component", "nats"))
+	if err != nil {
+		return err
+	}
+	m.nats = ns
+	nc, err := jetstream.ConnectEmbedded(ns, "anomalyd")
+	if err != nil {
+		return err
+	}
+	m.nc = nc
+	return nil
+}
+
+func (m *Main) fail(err error) {
+	m.failOnce.Do(func() { m.failed <- err })
+}
+
+// Failed delivers the error of a component that stopped on its own (a
+// projection that cannot fold an event); the process should then shut down.
+func (m *Main) Failed() <-chan error { return m.failed }
+
+// HTTPAddr returns the address the API listens on.
+func (m *Main) HTTPAddr() string { return m.http.Addr() }
+
+// NATSURL returns the client URL of NATS: the external URL, the embedded
+// server's listen URL, or "" when the embedded server opens no port.
+func (m *Main) NATSURL() string {
+	if m.cfg.NATSURL != "" {
+		return m.cfg.NATSURL
+	}
+	if m.nats == nil || m.cfg.NATSListen == "off" {
+		return ""
+	}
+	return m.nats.ClientURL()
+}
+
+// Close shuts down in reverse order of Open: HTTP (in-flight requests finish),
+// projections, the NATS connection (drained), then the embedded server.
+func (m *Main) Close(ctx context.Context) error {
+	var errs []error
+	if m.http != nil {
+		if err := m.http.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+	}
+	if m.cancel != nil {
+		m.cancel()
+		m.wg.Wait()
+	}
+	if m.nc != nil {
+		if err := m.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("nats drain: %w", err))
+		}
+		for m.nc.IsDraining() && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		m.nc.Close()
+	}
+	if m.nats != nil {
+		m.nats.Shutdown()
+		m.nats.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,254 @@
+package domain
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Input limits of an anomaly's free-text fields.
+const (
+	MaxDetailsBytes     = 16 << 10
+	MaxDescriptionBytes = 4 << 10
+	MaxNotesBytes       = 16 << 10
+	MaxActorNameBytes   = 256
+)
+
+// AnomalyState is the state of one anomaly folded from its events. The command
+// side decides on it and the read model serves it, so both see the same fold.
+type AnomalyState struct {
+	ID                  uuid.UUID
+	Tenant              string
+	AgentID             uuid.UUID
+	AnomalyType         string
+	Severity            Severity
+	Description         *string
+	Details             json.RawMessage // a JSON object; "{}" when none was given
+	Status              Status
+	AutoResponse        Containment
+	Resolution          Resolution // "" until resolved
+	Notes               *string
+	ResolvedBy          *string
+	ReferencesAnomalyID *uuid.UUID
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+	ResolvedAt          *time.Time
+	Version             uint64
+}
+
+// Apply folds one event of the anomaly's stream into s. It returns an
+// INTERNAL_ERROR *Error for an event out of order or of an unknown type, so that
+// a corrupt log is never served as if it were whole.
+func (s *AnomalyState) Apply(e Event) error {
+	if e.Version != s.Version+1 {
+		return Errorf(EINTERNAL, "anomaly %s: event version %d after version %d", s.ID, e.Version, s.Version)
+	}
+	switch e.Type {
+	case EventAnomalyReported:
+		var d AnomalyReported
+		if err := decodeData(e, &d); err != nil {
+			return err
+		}
+		*s = AnomalyState{
+			ID: d.AnomalyID, Tenant: e.TenantID, AgentID: d.AgentID, AnomalyType: d.AnomalyType,
+			Severity: d.Severity, Description: d.Description, Details: d.Details, Status: StatusOpen,
+			AutoResponse: d.AutoResponse, ReferencesAnomalyID: d.ReferencesAnomalyID,
+			CreatedAt: e.OccurredAt, UpdatedAt: e.OccurredAt,
+		}
+	case EventAnomalyResolved:
+		var d AnomalyResolved
+		if err := decodeData(e, &d); err != nil {
+			return err
+		}
+		at := e.OccurredAt
+		s.Status, s.Resolution, s.Notes, s.ResolvedBy = StatusResolved, d.Resolution, d.Notes, &d.ResolvedBy
+		s.ResolvedAt, s.UpdatedAt = &at, at
+	default:
+		return Errorf(EINTERNAL, "anomaly %s: unknown event type %q", s.ID, e.Type)
+	}
+	s.Version = e.Version
+	return nil
+}
+
+func decodeData(e Event, v any) error {
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return Errorf(EINTERNAL, "decode %s %s: %v", e.Type, e.ID, err)
+	}
+	return nil
+}
+
+// Anomaly is the aggregate: its folded state and the events recorded by the
+// commands called on it since it was loaded.
+type Anomaly struct {
+	state   AnomalyState
+	changes []Event
+}
+
+// LoadAnomaly rebuilds an anomaly from its events, oldest first. It returns a
+// NOT_FOUND *Error when there are none and an INTERNAL_ERROR *Error when they do
+// not fold.
+func LoadAnomaly(events []Event) (*Anomaly, error) {
+	if len(events) == 0 {
+		return nil, Errorf(ENOTFOUND, "anomaly not found")
+	}
+	a := &Anomaly{}
+	for _, e := range events {
+		if err := a.state.Apply(e); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// State returns a copy of the anomaly's current state, changes included.
+func (a *Anomaly) State() AnomalyState { return a.state }
+
+// Changes returns the events recorded since the anomaly was loaded.
+func (a *Anomaly) Changes() []Event { return a.changes }
+
+// LoadedVersion returns the version the stream had when the anomaly was loaded:
+// the expected version of an append of Changes.
+func (a *Anomaly) LoadedVersion() uint64 { return a.state.Version - uint64(len(a.changes)) }
+
+func (a *Anomaly) record(m Meta, typ string, data any) error {
+	e, err := newEvent(m, AnomalyStream(a.state.Tenant, a.state.ID), a.state.Version+1, typ, data)
+	if err != nil {
+		return err
+	}
+	if err := a.state.Apply(e); err != nil {
+		return err
+	}
+	a.changes = append(a.changes, e)
+	return nil
+}
+
+// ReportAnomaly is the command that opens an anomaly against an agent.
+type ReportAnomaly struct {
+	Tenant              string
+	AnomalyID           uuid.UUID
+	AgentID             uuid.UUID
+	AnomalyType         string
+	Severity            Severity
+	Description         *string
+	Details             json.RawMessage
+	ReferencesAnomalyID *uuid.UUID
+}
+
+// Report opens a new anomaly, applying the auto-response policy p gives its
+// severity. It returns an INVALID_INPUT *Error for an input that breaks a rule.
+func Report(cmd ReportAnomaly, p Policy, m Meta) (*Anomaly, error) {
+	if err := cmd.validate(); err != nil {
+		return nil, err
+	}
+	details := cmd.Details
+	if len(details) == 0 || bytes.Equal(details, []byte("null")) {
+		details = json.RawMessage("{}")
+	}
+	a := &Anomaly{state: AnomalyState{ID: cmd.AnomalyID, Tenant: cmd.Tenant}}
+	err := a.record(m, EventAnomalyReported, AnomalyReported{
+		AnomalyID: cmd.AnomalyID, AgentID: cmd.AgentID, AnomalyType: cmd.AnomalyType,
+		Severity: cmd.Severity, Description: cmd.Description, Details: details,
+		AutoResponse: p.AutoResponse(cmd.Severity), ReferencesAnomalyID: cmd.ReferencesAnomalyID,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (cmd ReportAnomaly) validate() error {
+	switch {
+	case !ValidTenant(cmd.Tenant):
+		return invalidField("tenant", "tenant must match [A-Za-z0-9_-]{1,64}")
+	case cmd.AnomalyID == uuid.Nil:
+		return invalidField("anomaly_id", "anomaly id is required")
+	case cmd.AgentID == uuid.Nil:
+		return invalidField("agent_id", "agent_id must be a non-nil UUID")
+	case !ValidAnomalyType(cmd.AnomalyType):
+		return invalidField("anomaly_type", "anomaly_type must match [a-z0-9_.-]{1,64}")
+	case cmd.ReferencesAnomalyID != nil && *cmd.ReferencesAnomalyID == cmd.AnomalyID:
+		return invalidField("references_anomaly_id", "an anomaly cannot reference itself")
+	}
+	if _, err := ParseSeverity(string(cmd.Severity)); err != nil {
+		return err
+	}
+	if cmd.Description != nil {
+		if err := checkText("description", *cmd.Description, MaxDescriptionBytes); err != nil {
+			return err
+		}
+	}
+	if len(cmd.Details) > MaxDetailsBytes {
+		return invalidField("details", fmt.Sprintf("details must be at most %d bytes", MaxDetailsBytes))
+	}
+	if len(cmd.Details) > 0 && !bytes.Equal(cmd.Details, []byte("null")) {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(cmd.Details, &obj); err != nil {
+			return invalidField("details", "details must be a JSON object")
+		}
+	}
+	return nil
+}
+
+// ResolveAnomaly is the command that closes an anomaly with a determination.
+type ResolveAnomaly struct {
+	Resolution Resolution
+	Notes      *string
+	ResolvedBy *string // nil: the authenticated principal
+}
+
+// Resolve closes the anomaly with a resolution. It returns a CONFLICT *Error,
+// with the current status in its details, when the anomaly is already closed,
+// and an INVALID_INPUT *Error for an input that breaks a rule.
+func (a *Anomaly) Resolve(cmd ResolveAnomaly, m Meta) error {
+	if _, err := ParseResolution(string(cmd.Resolution)); err != nil {
+		return err
+	}
+	if cmd.Notes != nil {
+		if err := checkText("notes", *cmd.Notes, MaxNotesBytes); err != nil {
+			return err
+		}
+	}
+	resolvedBy := m.Actor.ID
+	if cmd.ResolvedBy != nil {
+		if err := checkText("resolved_by", *cmd.ResolvedBy, MaxActorNameBytes); err != nil {
+			return err
+		}
+		if *cmd.ResolvedBy == "" {
+			return invalidField("resolved_by", "resolved_by must not be empty")
+		}
+		resolvedBy = *cmd.ResolvedBy
+	}
+	if err := a.refuseTerminal(); err != nil {
+		return err
+	}
+	return a.record(m, EventAnomalyResolved, AnomalyResolved{
+		AnomalyID: a.state.ID, AgentID: a.state.AgentID, Resolution: cmd.Resolution,
+		Notes: cmd.Notes, ResolvedBy: resolvedBy,
+	})
+}
+
+func (a *Anomaly) refuseTerminal() error {
+	if !a.state.Status.Terminal() {
+		return nil
+	}
+	return &Error{Code: ECONFLICT, Message: fmt.Sprintf("anomaly is %s and can no longer change", a.state.Status),
+		Details: map[string]any{"status": string(a.state.Status)}}
+}
+
+func invalidField(field, msg string) error {
+	return &Error{Code: EINVALID, Message: msg, Details: map[string]any{"field": field}}
+}
+
+func checkText(field, s string, max int) error {
+	if len(s) > max {
+		return invalidField(field, fmt.Sprintf("%s must be at most %d bytes", field, max))
+	}
+	if !utf8.ValidString(s) {
+		return invalidField(field, field+" must be valid UTF-8")
+	}
+	return nil
+}

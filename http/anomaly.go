@@ -1,0 +1,208 @@
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/anomalyd/anomalyd/app"
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/google/uuid"
+	"github.com/gorilla/mux"
+)
+
+func (s *Server) registerAnomalyRoutes(r *mux.Router) {
+	r.HandleFunc("/anomalies", s.handleAnomalyReport).Methods(http.MethodPost)
+	r.HandleFunc("/anomalies/{anomalyId}", s.handleAnomalyGet).Methods(http.MethodGet)
+	r.HandleFunc("/anomalies/{anomalyId}/resolve", s.handleAnomalyResolve).Methods(http.MethodPost)
+}
+
+// anomalyJSON is the one representation of an anomaly that every endpoint
+// returns. Fields without a value are null, arrays empty, never absent.
+type anomalyJSON struct {
+	AnomalyID           uuid.UUID       `json:"anomaly_id"`
+	ID                  uuid.UUID       `json:"id"`
+	AgentID             uuid.UUID       `json:"agent_id"`
+	AnomalyType         string          `json:"anomaly_type"`
+	Severity            string          `json:"severity"`
+	Description         *string         `json:"description"`
+	Details             json.RawMessage `json:"details"`
+	Status              string          `json:"status"`
+	AutoResponse        string          `json:"auto_response"`
+	Assignee            *string         `json:"assignee"`
+	Resolution          *string         `json:"resolution"`
+	Notes               *string         `json:"notes"`
+	ResolvedBy          *string         `json:"resolved_by"`
+	DismissReason       *string         `json:"dismiss_reason"`
+	ReferencesAnomalyID *uuid.UUID      `json:"references_anomaly_id"`
+	ReferencedBy        []uuid.UUID     `json:"referenced_by"`
+	CreatedAt           time.Time       `json:"created_at"`
+	UpdatedAt           time.Time       `json:"updated_at"`
+	ResolvedAt          *time.Time      `json:"resolved_at"`
+}
+
+func toAnomalyJSON(a domain.AnomalyState) anomalyJSON {
+	out := anomalyJSON{
+		AnomalyID: a.ID, ID: a.ID, AgentID: a.AgentID, AnomalyType: a.AnomalyType,
+		Severity: string(a.Severity), Description: a.Description, Details: a.Details,
+		Status: string(a.Status), AutoResponse: a.AutoResponse.String(), Notes: a.Notes,
+		ResolvedBy: a.ResolvedBy, ReferencesAnomalyID: a.ReferencesAnomalyID,
+		ReferencedBy: []uuid.UUID{}, CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC(),
+	}
+	if len(out.Details) == 0 {
+		out.Details = json.RawMessage("{}")
+	}
+	if a.Resolution != "" {
+		r := string(a.Resolution)
+		out.Resolution = &r
+	}
+	if a.ResolvedAt != nil {
+		t := a.ResolvedAt.UTC()
+		out.ResolvedAt = &t
+	}
+	return out
+}
+
+// reportRequest is the body of POST /v1/anomalies.
+type reportRequest struct {
+	AgentID             *string         `json:"agent_id"`
+	AnomalyType         *string         `json:"anomaly_type"`
+	Severity            *string         `json:"severity"`
+	Description         *string         `json:"description"`
+	Details             json.RawMessage `json:"details"`
+	ReferencesAnomalyID *string         `json:"references_anomaly_id"`
+}
+
+func (req reportRequest) command() (domain.ReportAnomaly, error) {
+	for _, err := range []error{
+		required("agent_id", req.AgentID), required("anomaly_type", req.AnomalyType), required("severity", req.Severity),
+	} {
+		if err != nil {
+			return domain.ReportAnomaly{}, err
+		}
+	}
+	agent, err := parseUUID(*req.AgentID)
+	if err != nil {
+		return domain.ReportAnomaly{}, &domain.Error{Code: domain.EINVALID, Message: "agent_id must be a UUID",
+			Details: map[string]any{"field": "agent_id"}}
+	}
+	sev, err := domain.ParseSeverity(*req.Severity)
+	if err != nil {
+		return domain.ReportAnomaly{}, err
+	}
+	cmd := domain.ReportAnomaly{AgentID: agent, AnomalyType: *req.AnomalyType, Severity: sev,
+		Description: req.Description, Details: req.Details}
+	if req.ReferencesAnomalyID != nil {
+		ref, err := parseUUID(*req.ReferencesAnomalyID)
+		if err != nil {
+			return domain.ReportAnomaly{}, &domain.Error{Code: domain.EINVALID,
+				Message: "references_anomaly_id must be a UUID", Details: map[string]any{"field": "references_anomaly_id"}}
+		}
+		cmd.ReferencesAnomalyID = &ref
+	}
+	return cmd, nil
+}
+
+// handleAnomalyReport handles POST /v1/anomalies: it opens an anomaly and
+// answers 201 with a Location header and the anomaly.
+func (s *Server) handleAnomalyReport(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	if err := requireScope(p, domain.ScopeAnomaliesWrite); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	var req reportRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	cmd, err := req.command()
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	res, err := s.cfg.Commands.Report(r.Context(), p, cmd)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/anomalies/"+res.Anomaly.ID.String())
+	writeJSON(w, http.StatusCreated, toAnomalyJSON(s.afterCommand(r.Context(), p.Tenant, res)))
+}
+
+// handleAnomalyGet handles GET /v1/anomalies/{anomalyId}.
+func (s *Server) handleAnomalyGet(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	if err := requireScope(p, domain.ScopeAnomaliesRead); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	id, err := pathID(r, "anomalyId")
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	a, ok := s.cfg.Reader.Get(p.Tenant, id)
+	if !ok {
+		s.Error(w, r, domain.Errorf(domain.ENOTFOUND, "anomaly %s not found", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, toAnomalyJSON(a))
+}
+
+// resolveRequest is the body of POST /v1/anomalies/{anomalyId}/resolve.
+type resolveRequest struct {
+	Resolution *string `json:"resolution"`
+	Notes      *string `json:"notes"`
+	ResolvedBy *string `json:"resolved_by"`
+}
+
+// handleAnomalyResolve handles POST /v1/anomalies/{anomalyId}/resolve: it closes
+// the anomaly with a resolution and answers 200 with the anomaly.
+func (s *Server) handleAnomalyResolve(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	if err := requireScope(p, domain.ScopeAnomaliesResolve); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	id, err := pathID(r, "anomalyId")
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	var req resolveRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	if err := required("resolution", req.Resolution); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	res, err := s.cfg.Commands.Resolve(r.Context(), p, id, domain.ResolveAnomaly{
+		Resolution: domain.Resolution(*req.Resolution), Notes: req.Notes, ResolvedBy: req.ResolvedBy,
+	})
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toAnomalyJSON(s.afterCommand(r.Context(), p.Tenant, res)))
+}
+
+// afterCommand waits until the read model shows the command's event, so that
+// the client's next read sees it, and returns the anomaly as the read model has
+// it. If the read model does not catch up in time the command still succeeded:
+// it answers from the command's own state and logs the lag.
+func (s *Server) afterCommand(ctx context.Context, tenant string, res app.Result) domain.AnomalyState {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.ReadYourWritesTimeout)
+	defer cancel()
+	if err := s.cfg.Waiter.WaitFor(wctx, res.Position); err != nil {
+		s.logger.Warn("read model behind a command", "position", res.Position, "trace_id", traceID(ctx), "err", err)
+		return res.Anomaly
+	}
+	if a, ok := s.cfg.Reader.Get(tenant, res.Anomaly.ID); ok {
+		return a
+	}
+	return res.Anomaly
+}

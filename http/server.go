@@ -1,0 +1,125 @@
+// Package http serves the anomalyd API over HTTP with gorilla/mux: routes,
+// authentication, the JSON contract and the mapping of error codes to statuses.
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/anomalyd/anomalyd/app"
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/google/uuid"
+	"github.com/gorilla/mux"
+)
+
+// Commands executes the anomaly commands.
+type Commands interface {
+	Report(ctx context.Context, p domain.Principal, cmd domain.ReportAnomaly) (app.Result, error)
+	Resolve(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.ResolveAnomaly) (app.Result, error)
+}
+
+// AnomalyReader is the anomaly read model.
+type AnomalyReader interface {
+	Get(tenant string, id uuid.UUID) (domain.AnomalyState, bool)
+}
+
+// Waiter tells when the read model has applied the event at a store position.
+type Waiter interface {
+	WaitFor(ctx context.Context, pos uint64) error
+}
+
+// KeyAuthenticator turns an API key secret into a principal.
+type KeyAuthenticator interface {
+	Authenticate(secret string) (domain.Principal, error)
+}
+
+// Config is what a Server is built from.
+type Config struct {
+	Addr     string
+	Commands Commands
+	Reader   AnomalyReader
+	Waiter   Waiter
+	Keys     KeyAuthenticator
+	Logger   *slog.Logger
+	// ReadYourWritesTimeout bounds how long a command waits for the read model
+	// to show its event before answering from the command's own state.
+	ReadYourWritesTimeout time.Duration
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg    Config
+	logger *slog.Logger
+	ln     net.Listener
+	srv    *http.Server
+	router *mux.Router
+}
+
+// NewServer returns a server for cfg; Open starts it.
+func NewServer(cfg Config) *Server {
+	if cfg.ReadYourWritesTimeout == 0 {
+		cfg.ReadYourWritesTimeout = 5 * time.Second
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger, router: mux.NewRouter()}
+	s.router.Use(s.withTrace, s.withRecover, s.withAccessLog)
+	s.router.NotFoundHandler = s.withTrace(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Error(w, r, domain.Errorf(domain.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))
+	}))
+	s.router.MethodNotAllowedHandler = s.withTrace(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Error(w, r, &statusError{status: http.StatusMethodNotAllowed,
+			err: domain.Errorf(domain.EINVALID, "method %s is not allowed on %s", r.Method, r.URL.Path)})
+	}))
+	v1 := s.router.PathPrefix("/v1").Subrouter()
+	v1.Use(s.withPrincipal)
+	s.registerAnomalyRoutes(v1)
+	s.srv = &http.Server{
+		Handler:           s.router,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Handler returns the server's routes, for serving without a listener.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Open listens on the configured address, then serves in the background, so a
+// bad address fails here and not later.
+func (s *Server) Open() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr returns the address the server listens on (useful with port 0).
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Close stops accepting requests and waits for those in flight until ctx ends.
+func (s *Server) Close(ctx context.Context) error {
+	if s.ln == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}

@@ -1,0 +1,158 @@
+// Package projections builds the read side from the event log: the anomaly read
+// model that the API serves, and the effects publisher that tells agent-control
+// subscribers what to do. Each is a Projector driven by a Runner.
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/anomalyd/anomalyd/eventstore"
+)
+
+// Projector folds events, in the store's global order, into something.
+type Projector interface {
+	// Apply folds one event. An error stops the runner: a projection that cannot
+	// fold an event must not go on serving as if it had.
+	Apply(ctx context.Context, r eventstore.Recorded) error
+}
+
+// Runner feeds a projector from a subscription to the whole log, starting at the
+// first event, and tells waiters how far it has got. A dropped subscription is
+// resumed after the last applied event, so nothing is lost or applied twice.
+type Runner struct {
+	name   string
+	store  eventstore.Store
+	proj   Projector
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	pos    uint64
+	moved  chan struct{} // closed and replaced when pos advances, if anyone waits
+	failed error         // set when the projector failed; the runner has stopped
+	done   chan struct{}
+}
+
+// NewRunner returns a runner that feeds proj from store.
+func NewRunner(name string, store eventstore.Store, proj Projector, logger *slog.Logger) *Runner {
+	return &Runner{name: name, store: store, proj: proj, logger: logger, done: make(chan struct{})}
+}
+
+// ErrStopped is returned by WaitFor once the runner has stopped.
+var ErrStopped = errors.New("projection stopped")
+
+// Run applies events until ctx ends (it then returns nil) or the projector fails
+// (it returns that error). Subscription failures are retried with backoff.
+func (r *Runner) Run(ctx context.Context) error {
+	defer close(r.done)
+	backoff := 50 * time.Millisecond
+	for {
+		from := r.Position()
+		err := r.store.Subscribe(ctx, from, func(rec eventstore.Recorded) error {
+			if rec.Position <= r.Position() {
+				return nil // already applied before a resubscription
+			}
+			if err := r.proj.Apply(ctx, rec); err != nil {
+				return &projectorError{err: err, pos: rec.Position}
+			}
+			r.advance(rec.Position)
+			return nil
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		var pe *projectorError
+		if errors.As(err, &pe) {
+			r.fail(pe)
+			r.logger.Error("projection stopped", "projection", r.name, "position", pe.pos, "err", pe.err)
+			return pe
+		}
+		r.logger.Warn("projection subscription dropped; resubscribing", "projection", r.name,
+			"position", from, "retry_in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+type projectorError struct {
+	err error
+	pos uint64
+}
+
+func (e *projectorError) Error() string {
+	return fmt.Sprintf("apply event at position %d: %v", e.pos, e.err)
+}
+func (e *projectorError) Unwrap() error { return e.err }
+
+// Position returns the position of the last event applied.
+func (r *Runner) Position() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pos
+}
+
+func (r *Runner) advance(pos uint64) {
+	r.mu.Lock()
+	r.pos = pos
+	if r.moved != nil {
+		close(r.moved)
+		r.moved = nil
+	}
+	r.mu.Unlock()
+}
+
+func (r *Runner) fail(err error) {
+	r.mu.Lock()
+	r.failed = err
+	if r.moved != nil {
+		close(r.moved)
+		r.moved = nil
+	}
+	r.mu.Unlock()
+}
+
+// WaitFor blocks until the event at position pos has been applied. It returns
+// ctx's error if ctx ends first and ErrStopped if the projector has failed.
+func (r *Runner) WaitFor(ctx context.Context, pos uint64) error {
+	for {
+		r.mu.Lock()
+		if r.pos >= pos {
+			r.mu.Unlock()
+			return nil
+		}
+		if r.failed != nil {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: %s: %v", ErrStopped, r.name, r.failed)
+		}
+		if r.moved == nil {
+			r.moved = make(chan struct{})
+		}
+		ch := r.moved
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.done:
+			return fmt.Errorf("%w: %s", ErrStopped, r.name)
+		}
+	}
+}
+
+// CatchUp waits until the runner has applied every event that was in the store
+// when it was called.
+func (r *Runner) CatchUp(ctx context.Context) error {
+	head, err := r.store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: read head: %w", r.name, err)
+	}
+	return r.WaitFor(ctx, head)
+}
