@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is everything anomalyd is started with. Every field has a flag and an
@@ -22,8 +23,12 @@ type Config struct {
 	NATSURL    string // external NATS; empty runs NATS embedded
 	NATSListen string // client address of the embedded NATS; "off" for none
 	NATSSync   bool   // fsync every JetStream write before acknowledging it
-	LogFormat  string // text or json
-	LogLevel   string // debug, info, warn, error
+	// EffectsDuplicateWindow is how long JetStream remembers effect ids to drop
+	// a re-published effect; the publisher's own checkpoint makes re-publishing
+	// rare, the window is the second line of defence.
+	EffectsDuplicateWindow time.Duration
+	LogFormat              string // text or json
+	LogLevel               string // debug, info, warn, error
 }
 
 type setting struct {
@@ -63,6 +68,14 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	fs.BoolVar(&c.NATSSync, "nats-sync-always", syncDef,
 		"embedded NATS: fsync every write before acknowledging it, so an acknowledged command survives power loss (env ANOMALYD_NATS_SYNC_ALWAYS)")
+	dupDef := 2 * time.Minute
+	if v := getenv("ANOMALYD_EFFECTS_DUPLICATE_WINDOW"); v != "" {
+		if dupDef, err = time.ParseDuration(v); err != nil {
+			return c, fmt.Errorf("ANOMALYD_EFFECTS_DUPLICATE_WINDOW=%q: %v", v, err)
+		}
+	}
+	fs.DurationVar(&c.EffectsDuplicateWindow, "effects-duplicate-window", dupDef,
+		"how long the effects stream drops a re-published effect id (env ANOMALYD_EFFECTS_DUPLICATE_WINDOW)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -101,6 +114,9 @@ func (c Config) validate() error {
 		if _, _, err := c.natsListen(); err != nil {
 			return fmt.Errorf("--nats-listen %q: %v (or \"off\")", c.NATSListen, err)
 		}
+	}
+	if c.EffectsDuplicateWindow < 100*time.Millisecond {
+		return fmt.Errorf("--effects-duplicate-window %s: must be at least 100ms", c.EffectsDuplicateWindow)
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -68,7 +68,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sink, err := natseffects.New(ctx, js, natseffects.Config{})
+	sink, err := natseffects.New(ctx, js, natseffects.Config{Duplicate: m.cfg.EffectsDuplicateWindow})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,127 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// readyTimeout bounds how long StartEmbedded waits for the server.
+const readyTimeout = 10 * time.Second
+
+// EmbeddedConfig configures the NATS server that StartEmbedded runs in-process.
+type EmbeddedConfig struct {
+	// DataDir is the directory under which JetStream keeps its files. Required.
+	DataDir string
+	// Host is the client listen address; empty means 127.0.0.1, so an embedded
+	// server is not reachable from other machines unless asked to be.
+	Host string
+	// Port is the client port; zero or negative picks a free port, so an
+	// embedded server never takes NATS's default 4222 by accident.
+	Port int
+	// DontListen opens no socket at all: clients connect in-process only
+	// (see ConnectEmbedded).
+	DontListen bool
+	// SyncAlways makes JetStream fsync every write before acknowledging it,
+	// instead of on the server's periodic sync.
+	SyncAlways bool
+}
+
+// StartEmbedded starts a NATS server with JetStream file storage under
+// cfg.DataDir and waits until it accepts connections. The server leaves signals
+// to the host process and logs through logger (notices at debug level; nil
+// discards them). The caller stops it with Shutdown and WaitForShutdown. It
+// returns an error when DataDir is empty, when the server or JetStream fails to
+// start, or when the server is not ready within 10 seconds.
+func StartEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*server.Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("jetstream: embedded server: data directory required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	opts := &server.Options{
+		Host:       cfg.Host,
+		Port:       cfg.Port,
+		DontListen: cfg.DontListen,
+		JetStream:  true,
+		StoreDir:   cfg.DataDir,
+		SyncAlways: cfg.SyncAlways,
+		NoSigs:     true,
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if opts.Port <= 0 {
+		opts.Port = server.RANDOM_PORT
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: embedded server: %w", err)
+	}
+	log := &serverLog{l: logger.With("component", "nats-server")}
+	s.SetLoggerV2(log, false, false, false)
+
+	s.Start() // Returns once JetStream is up or has failed.
+	if msg := log.fatal(); msg != "" {
+		s.Shutdown()
+		return nil, fmt.Errorf("jetstream: embedded server: %s", msg)
+	}
+	if !s.ReadyForConnections(readyTimeout) {
+		s.Shutdown()
+		return nil, fmt.Errorf("jetstream: embedded server not ready after %s", readyTimeout)
+	}
+	if !s.JetStreamEnabled() {
+		s.Shutdown()
+		return nil, errors.New("jetstream: embedded server started without JetStream")
+	}
+	return s, nil
+}
+
+// ConnectEmbedded connects to s in-process, without a socket, so it works when
+// the server does not listen. It returns the client's error when s refuses the
+// connection.
+func ConnectEmbedded(s *server.Server, name string) (*nats.Conn, error) {
+	nc, err := nats.Connect(s.ClientURL(), nats.InProcessServer(s), nats.Name(name))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: connect in-process: %w", err)
+	}
+	return nc, nil
+}
+
+// serverLog adapts slog to the server's logger. Notices are debug output for the
+// host process; a fatal error is kept so that StartEmbedded can return it
+// instead of the server exiting the process.
+type serverLog struct {
+	l *slog.Logger
+
+	mu       sync.Mutex
+	fatalMsg string
+}
+
+func (g *serverLog) Noticef(format string, v ...any) { g.l.Debug(fmt.Sprintf(format, v...)) }
+func (g *serverLog) Warnf(format string, v ...any)   { g.l.Warn(fmt.Sprintf(format, v...)) }
+func (g *serverLog) Errorf(format string, v ...any)  { g.l.Error(fmt.Sprintf(format, v...)) }
+func (g *serverLog) Debugf(format string, v ...any)  { g.l.Debug(fmt.Sprintf(format, v...)) }
+func (g *serverLog) Tracef(format string, v ...any)  {}
+
+func (g *serverLog) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	g.l.Error(msg)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.fatalMsg == "" {
+		g.fatalMsg = msg
+	}
+}
+
+func (g *serverLog) fatal() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fatalMsg
+}

@@ -1,0 +1,227 @@
+package jetstream_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
+	"github.com/anomalyd/anomalyd/eventstore/eventstoretest"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+)
+
+func TestStoreInProcess(t *testing.T) {
+	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+		s := startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true})
+		return openStore(t, connectInProcess(t, s))
+	})
+}
+
+func TestStoreOverTCP(t *testing.T) {
+	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+		s := startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), Host: "127.0.0.1", Port: -1})
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatalf("connect to %s: %v", s.ClientURL(), err)
+		}
+		t.Cleanup(nc.Close)
+		return openStore(t, nc)
+	})
+}
+
+func TestStoreKeepsEventsAndVersionsAcrossRestart(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	stream := domain.AnomalyStream("acme", uuid.New())
+
+	s1 := startServer(t, jetstream.EmbeddedConfig{DataDir: dir, DontListen: true, SyncAlways: true})
+	nc1 := connectInProcess(t, s1)
+	store := openStore(t, nc1)
+	first, err := store.Append(ctx, 0, event(stream, 1))
+	if err != nil {
+		t.Fatalf("Append 1: %v", err)
+	}
+	second, err := store.Append(ctx, 1, event(stream, 2))
+	if err != nil {
+		t.Fatalf("Append 2: %v", err)
+	}
+	nc1.Close()
+	s1.Shutdown()
+	s1.WaitForShutdown()
+
+	s2 := startServer(t, jetstream.EmbeddedConfig{DataDir: dir, DontListen: true, SyncAlways: true})
+	store = openStore(t, connectInProcess(t, s2)) // Its version cache is empty.
+
+	got, err := store.ReadStream(ctx, stream, 0)
+	if err != nil || len(got) != 2 || got[0].ID != first.ID || got[1].ID != second.ID {
+		t.Fatalf("ReadStream after restart = %v, %v; want the 2 events appended before", got, err)
+	}
+	for _, expected := range []uint64{0, 1, 3} {
+		_, err := store.Append(ctx, expected, event(stream, expected+1))
+		if !errors.Is(err, domain.ErrConcurrency) {
+			t.Errorf("Append at expected %d after restart = %v, want a concurrency error", expected, err)
+		}
+	}
+	retried, err := store.Append(ctx, 1, second.Event)
+	if err != nil || retried.Position != second.Position {
+		t.Errorf("retried Append after restart = %v, %v; want position %d", retried.Position, err, second.Position)
+	}
+	if _, err := store.Append(ctx, 2, event(stream, 3)); err != nil {
+		t.Errorf("Append at the real version after restart: %v", err)
+	}
+}
+
+func TestStoreFreshStoreLooksUpVersion(t *testing.T) {
+	// Two stores on one stream are two processes: neither sees the other's cache.
+	ctx := t.Context()
+	nc := connectInProcess(t, startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}))
+	a, b := openStore(t, nc), openStore(t, nc)
+	stream := domain.AnomalyStream("acme", uuid.New())
+
+	if _, err := a.Append(ctx, 0, event(stream, 1)); err != nil {
+		t.Fatalf("a: Append: %v", err)
+	}
+	if _, err := b.Append(ctx, 1, event(stream, 2)); err != nil {
+		t.Fatalf("b: Append: %v", err)
+	}
+	// a's cache says version 1; the server says 2.
+	if _, err := a.Append(ctx, 1, event(stream, 2)); !errors.Is(err, domain.ErrConcurrency) {
+		t.Fatalf("a: Append at stale cached version = %v, want a concurrency error", err)
+	}
+	if _, err := a.Append(ctx, 2, event(stream, 3)); err != nil {
+		t.Fatalf("a: Append after conflict: %v", err)
+	}
+}
+
+func TestSubscribeDeletesItsConsumer(t *testing.T) {
+	nc := connectInProcess(t, startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}))
+	store := openStore(t, nc)
+	ctx := t.Context()
+	if _, err := store.Append(ctx, 0, event(domain.AnomalyStream("acme", uuid.New()), 1)); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	stop := errors.New("stop")
+	if err := store.Subscribe(ctx, 0, func(eventstore.Recorded) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("Subscribe = %v, want the handler's error", err)
+	}
+
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream.New: %v", err)
+	}
+	stream, err := js.Stream(ctx, jetstream.DefaultStream)
+	if err != nil {
+		t.Fatalf("Stream: %v", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+	if n := info.State.Consumers; n != 0 {
+		t.Fatalf("%d consumers left after Subscribe returned, want 0", n)
+	}
+}
+
+func TestStoreRejectsUnsafeSubjectTokens(t *testing.T) {
+	ctx := t.Context()
+	nc := connectInProcess(t, startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}))
+	store := openStore(t, nc)
+	for _, id := range []domain.StreamID{
+		{Tenant: "acme.other", Category: domain.CategoryAnomaly, ID: "x"},
+		{Tenant: "acme", Category: "*", ID: "x"},
+		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: ">"},
+		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: ""},
+		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: "a b"},
+	} {
+		t.Run(id.String(), func(t *testing.T) {
+			if _, err := store.ReadStream(ctx, id, 0); domain.ErrorCode(err) != domain.EINVALID {
+				t.Errorf("ReadStream = %v, want %s", err, domain.EINVALID)
+			}
+			if _, err := store.Append(ctx, 0, event(id, 1)); domain.ErrorCode(err) != domain.EINVALID {
+				t.Errorf("Append = %v, want %s", err, domain.EINVALID)
+			}
+		})
+	}
+}
+
+func TestStartEmbeddedFailsWithAClearError(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken := startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir()}).Addr().(*net.TCPAddr).Port
+
+	for _, tc := range []struct {
+		name string
+		cfg  jetstream.EmbeddedConfig
+	}{
+		{"NoDataDir", jetstream.EmbeddedConfig{DontListen: true}},
+		{"DataDirIsAFile", jetstream.EmbeddedConfig{DataDir: file, DontListen: true}},
+		{"PortTaken", jetstream.EmbeddedConfig{DataDir: t.TempDir(), Port: taken}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if s, err := jetstream.StartEmbedded(tc.cfg, nil); err == nil {
+				s.Shutdown()
+				t.Fatal("StartEmbedded succeeded")
+			}
+		})
+	}
+}
+
+func startServer(t *testing.T, cfg jetstream.EmbeddedConfig) *server.Server {
+	t.Helper()
+	s, err := jetstream.StartEmbedded(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+func connectInProcess(t *testing.T, s *server.Server) *nats.Conn {
+	t.Helper()
+	nc, err := jetstream.ConnectEmbedded(s, "test")
+	if err != nil {
+		t.Fatalf("ConnectEmbedded: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func openStore(t *testing.T, nc *nats.Conn) *jetstream.Store {
+	t.Helper()
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream.New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	store, err := jetstream.New(ctx, js, jetstream.Config{})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return store
+}
+
+func event(stream domain.StreamID, version uint64) domain.Event {
+	return domain.Event{
+		ID: uuid.New(), Type: "test.happened", Stream: stream, Version: version, TenantID: stream.Tenant,
+		OccurredAt: time.Now().UTC(), Actor: domain.Actor{ID: "tester", Kind: domain.ActorSystem},
+		Data: json.RawMessage(`{}`),
+	}
+}
