@@ -1,5 +1,5 @@
 // Command anomalyctl is the operator's tool for anomalyd: it manages the API
-// keys file.
+// keys file and watches the effects that agent control receives.
 package main
 
 import (
@@ -23,8 +23,9 @@ commands:
   keys create --tenant T --scopes S1,S2 [--name N]   add an API key; prints its secret once
   keys list                                          list the keys (never their secrets)
   keys revoke <key-id>                               revoke a key; the server stops accepting it within a second
+  effects tail [--tenant T] [--all] [-n N]           print agent effects as they are stored (--nats-url, env ANOMALYD_NATS_URL)
 
-Every command takes --keys-file (env ANOMALYD_KEYS_FILE; default <data-dir>/keys.json)
+Every keys command takes --keys-file (env ANOMALYD_KEYS_FILE; default <data-dir>/keys.json)
 and --data-dir (env ANOMALYD_DATA_DIR; default ./data).
 `
 
@@ -33,17 +34,21 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) < 2 || args[0] != "keys" {
+	if len(args) < 2 || (args[0] != "keys" && args[0] != "effects") {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	var err error
-	switch args[1] {
-	case "create":
+	switch args[0] + " " + args[1] {
+	case "effects tail":
+		ctx, stop := signalContext()
+		defer stop()
+		err = effectsTail(ctx, args[2:], getenv, stdout, stderr)
+	case "keys create":
 		err = keysCreate(args[2:], getenv, stdout, stderr)
-	case "list":
+	case "keys list":
 		err = keysList(args[2:], getenv, stdout, stderr)
-	case "revoke":
+	case "keys revoke":
 		err = keysRevoke(args[2:], getenv, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)

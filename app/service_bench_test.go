@@ -1,0 +1,80 @@
+package app_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/anomalyd/anomalyd/app"
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	"github.com/google/uuid"
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+var benchPrincipal = domain.Principal{
+	Actor:  domain.Actor{ID: "key_bench", Kind: domain.ActorAPIKey},
+	Tenant: "acme", Scopes: domain.AllScopes,
+}
+
+// newService runs the command service on an embedded NATS in a temp dir: the
+// same store as the default deployment, without the network.
+func newService(tb testing.TB) *app.Service {
+	tb.Helper()
+	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: tb.TempDir(), DontListen: true}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := jetstream.ConnectEmbedded(ns, "bench")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := njs.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	store, err := jetstream.New(context.Background(), js, jetstream.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return app.NewService(store)
+}
+
+func reportOne(tb testing.TB, svc *app.Service, ctx context.Context) uuid.UUID {
+	res, err := svc.Report(ctx, benchPrincipal, domain.ReportAnomaly{
+		AgentID: uuid.New(), AnomalyType: "rate_spike", Severity: domain.SeverityHigh,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return res.Anomaly.ID
+}
+
+// BenchmarkResolve measures one resolve command in process: load the anomaly
+// from the store, decide, append with the expected version.
+func BenchmarkResolve(b *testing.B) {
+	svc := newService(b)
+	ctx := context.Background()
+	ids := make([]uuid.UUID, b.N)
+	for i := range ids {
+		ids[i] = reportOne(b, svc, ctx)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, id := range ids {
+		if _, err := svc.Resolve(ctx, benchPrincipal, id, domain.ResolveAnomaly{Resolution: domain.ResolutionFalsePositive}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReport measures one report command in process.
+func BenchmarkReport(b *testing.B) {
+	svc := newService(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		reportOne(b, svc, ctx)
+	}
+}
