@@ -49,7 +49,8 @@ var ErrStopped = errors.New("projection stopped")
 // (it returns that error). Subscription failures are retried with backoff.
 func (r *Runner) Run(ctx context.Context) error {
 	defer close(r.done)
-	backoff := 50 * time.Millisecond
+	const firstBackoff = 50 * time.Millisecond
+	backoff := firstBackoff
 	for {
 		from := r.Position()
 		err := r.store.Subscribe(ctx, from, func(rec eventstore.Recorded) error {
@@ -71,8 +72,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.logger.Error("projection stopped", "projection", r.name, "position", pe.pos, "err", pe.err)
 			return pe
 		}
+		if r.Position() > from {
+			backoff = firstBackoff // it made progress: a fresh failure, not a persisting one
+		}
 		r.logger.Warn("projection subscription dropped; resubscribing", "projection", r.name,
-			"position", from, "retry_in", backoff, "err", err)
+			"position", r.Position(), "retry_in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -1,0 +1,383 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	"github.com/anomalyd/anomalyd/projections"
+	"github.com/google/uuid"
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+var (
+	quiet = slog.New(slog.DiscardHandler)
+	actor = domain.Actor{ID: "key_test", Kind: domain.ActorAPIKey}
+)
+
+func newStore(t *testing.T) *jetstream.Store {
+	t.Helper()
+	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := jetstream.ConnectEmbedded(ns, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jetstream.New(context.Background(), js, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// history builds the events of anomalies on one agent through the domain, so
+// that the projections see exactly what the command side records.
+type history struct {
+	t         *testing.T
+	tenant    string
+	agent     uuid.UUID
+	anomalies []*domain.Anomaly
+	events    []domain.Event
+	n         int
+}
+
+func (h *history) meta() domain.Meta {
+	h.n++
+	return domain.Meta{EventID: uuid.New(), At: time.Unix(int64(h.n), 0), Actor: actor}
+}
+
+func (h *history) report(sev domain.Severity) {
+	h.t.Helper()
+	a, err := domain.Report(domain.ReportAnomaly{Tenant: h.tenant, AnomalyID: uuid.New(), AgentID: h.agent,
+		AnomalyType: "rate_spike", Severity: sev}, domain.DefaultPolicy(), h.meta())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.anomalies = append(h.anomalies, a)
+	h.events = append(h.events, a.Changes()...)
+}
+
+func (h *history) resolve(i int, r domain.Resolution) {
+	h.t.Helper()
+	a := h.anomalies[i]
+	n := len(a.Changes())
+	if err := a.Resolve(domain.ResolveAnomaly{Resolution: r}, h.meta()); err != nil {
+		h.t.Fatal(err)
+	}
+	h.events = append(h.events, a.Changes()[n:]...)
+}
+
+// recorded gives the events positions 1..n, as a store would.
+func (h *history) recorded() []eventstore.Recorded {
+	out := make([]eventstore.Recorded, len(h.events))
+	for i, e := range h.events {
+		out[i] = eventstore.Recorded{Event: e, Position: uint64(i + 1)}
+	}
+	return out
+}
+
+type memorySink struct {
+	mu        sync.Mutex
+	published []projections.Effect
+	last      uint64
+	fail      error
+}
+
+func (s *memorySink) Publish(_ context.Context, e projections.Effect) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	s.published = append(s.published, e)
+	s.last = e.CausePosition
+	return nil
+}
+
+func (s *memorySink) LastCause(context.Context) (uint64, error) { return s.last, nil }
+
+func types(t *testing.T, effects []projections.Effect) []string {
+	t.Helper()
+	var out []string
+	for _, e := range effects {
+		var ce projections.CloudEvent
+		if err := json.Unmarshal(e.Body, &ce); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ce.Type)
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestEffectsPublishedOnlyOnStatusChange(t *testing.T) {
+	h := &history{t: t, tenant: "acme", agent: uuid.New()}
+	h.report(domain.SeverityMedium)              // throttled
+	h.report(domain.SeverityHigh)                // suspended
+	h.report(domain.SeverityLow)                 // no change
+	h.resolve(1, domain.ResolutionFalsePositive) // throttled
+	h.resolve(2, domain.ResolutionMitigated)     // no change
+	h.resolve(0, domain.ResolutionAcceptedRisk)  // restored
+	h.report(domain.SeverityCritical)            // quarantined
+	h.resolve(3, domain.ResolutionAgentRevoked)  // revoked
+	sink := &memorySink{}
+	p := projections.NewEffects(sink, quiet)
+	for _, r := range h.recorded() {
+		if err := p.Apply(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"agent.throttled", "agent.suspended", "agent.throttled", "agent.restored", "agent.quarantined", "agent.revoked"}
+	if got := types(t, sink.published); !equal(got, want) {
+		t.Fatalf("effects = %v, want %v", got, want)
+	}
+	for _, e := range sink.published {
+		if e.Subject != projections.EffectSubject("acme", h.agent) {
+			t.Fatalf("subject = %s", e.Subject)
+		}
+	}
+}
+
+func TestEffectsResumeAfterLastStoredEffect(t *testing.T) {
+	h := &history{t: t, tenant: "acme", agent: uuid.New()}
+	h.report(domain.SeverityHigh)
+	h.report(domain.SeverityMedium)
+	h.resolve(0, domain.ResolutionFalsePositive)
+	h.resolve(1, domain.ResolutionFalsePositive)
+	recs := h.recorded()
+
+	// The first run published the effect of event 1 and crashed.
+	sink := &memorySink{}
+	first := projections.NewEffects(sink, quiet)
+	if err := first.Apply(context.Background(), recs[0]); err != nil {
+		t.Fatal(err)
+	}
+	// A new run folds from the first event again but publishes only later effects.
+	second := projections.NewEffects(sink, quiet)
+	for _, r := range recs {
+		if err := second.Apply(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"agent.suspended", "agent.throttled", "agent.restored"}
+	if got := types(t, sink.published); !equal(got, want) {
+		t.Fatalf("effects = %v, want %v (each once)", got, want)
+	}
+	ids := map[uuid.UUID]bool{}
+	for _, e := range sink.published {
+		if ids[e.ID] {
+			t.Fatalf("effect %s published twice", e.ID)
+		}
+		ids[e.ID] = true
+	}
+}
+
+func TestEffectsPublishFailureStopsTheProjection(t *testing.T) {
+	h := &history{t: t, tenant: "acme", agent: uuid.New()}
+	h.report(domain.SeverityHigh)
+	sink := &memorySink{fail: errors.New("nats down")}
+	err := projections.NewEffects(sink, quiet).Apply(context.Background(), h.recorded()[0])
+	if err == nil {
+		t.Fatal("a failed publish was swallowed")
+	}
+}
+
+func TestEffectsKeepTenantsApart(t *testing.T) {
+	agent := uuid.New()
+	a := &history{t: t, tenant: "acme", agent: agent}
+	b := &history{t: t, tenant: "globex", agent: agent}
+	a.report(domain.SeverityHigh)
+	b.report(domain.SeverityMedium)
+	a.resolve(0, domain.ResolutionFalsePositive)
+	recs := []eventstore.Recorded{
+		{Event: a.events[0], Position: 1}, {Event: b.events[0], Position: 2}, {Event: a.events[1], Position: 3},
+	}
+	sink := &memorySink{}
+	p := projections.NewEffects(sink, quiet)
+	for _, r := range recs {
+		if err := p.Apply(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same agent id under globex stays throttled: acme's restore is acme's alone.
+	if got := types(t, sink.published); !equal(got, []string{"agent.suspended", "agent.throttled", "agent.restored"}) {
+		t.Fatalf("effects = %v", got)
+	}
+	if sink.published[1].Subject != projections.EffectSubject("globex", agent) ||
+		sink.published[2].Subject != projections.EffectSubject("acme", agent) {
+		t.Fatalf("subjects = %s, %s", sink.published[1].Subject, sink.published[2].Subject)
+	}
+}
+
+// flakyStore drops the subscription after every few events, as a lost NATS
+// connection would, so the runner has to resume.
+type flakyStore struct {
+	eventstore.Store
+	every int
+}
+
+var errDropped = errors.New("subscription dropped")
+
+func (s flakyStore) Subscribe(ctx context.Context, from uint64, fn func(eventstore.Recorded) error) error {
+	n := 0
+	err := s.Store.Subscribe(ctx, from, func(r eventstore.Recorded) error {
+		if err := fn(r); err != nil {
+			return err
+		}
+		if n++; n == s.every {
+			return errDropped
+		}
+		return nil
+	})
+	return err
+}
+
+type recorder struct {
+	mu  sync.Mutex
+	pos []uint64
+}
+
+func (r *recorder) Apply(_ context.Context, rec eventstore.Recorded) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pos = append(r.pos, rec.Position)
+	return nil
+}
+
+func TestRunnerResumesAfterDropWithoutLossOrRepeat(t *testing.T) {
+	store := newStore(t)
+	h := &history{t: t, tenant: "acme", agent: uuid.New()}
+	for range 10 {
+		h.report(domain.SeverityLow)
+	}
+	ctx := context.Background()
+	var last uint64
+	for _, e := range h.events {
+		r, err := store.Append(ctx, 0, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Position
+	}
+	rec := &recorder{}
+	runner := projections.NewRunner("test", flakyStore{Store: store, every: 3}, rec, quiet)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(runCtx) }()
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := runner.WaitFor(wctx, last); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.pos) != 10 {
+		t.Fatalf("applied %d events (%v), want 10 each once", len(rec.pos), rec.pos)
+	}
+	for i := 1; i < len(rec.pos); i++ {
+		if rec.pos[i] <= rec.pos[i-1] {
+			t.Fatalf("positions out of order or repeated: %v", rec.pos)
+		}
+	}
+}
+
+type failing struct{ at uint64 }
+
+func (f failing) Apply(_ context.Context, r eventstore.Recorded) error {
+	if r.Position == f.at {
+		return domain.Errorf(domain.EINTERNAL, "cannot fold")
+	}
+	return nil
+}
+
+func TestRunnerStopsWhenProjectorFails(t *testing.T) {
+	store := newStore(t)
+	h := &history{t: t, tenant: "acme", agent: uuid.New()}
+	h.report(domain.SeverityLow)
+	h.report(domain.SeverityLow)
+	ctx := context.Background()
+	var positions []uint64
+	for _, e := range h.events {
+		r, err := store.Append(ctx, 0, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		positions = append(positions, r.Position)
+	}
+	runner := projections.NewRunner("test", store, failing{at: positions[1]}, quiet)
+	errc := make(chan error, 1)
+	go func() { errc <- runner.Run(ctx) }()
+	select {
+	case err := <-errc:
+		if domain.ErrorCode(err) != domain.EINTERNAL {
+			t.Fatalf("run error = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("runner kept going past an event it could not fold")
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := runner.WaitFor(wctx, positions[1]); !errors.Is(err, projections.ErrStopped) {
+		t.Fatalf("WaitFor after failure = %v, want ErrStopped", err)
+	}
+	if runner.Position() != positions[0] {
+		t.Fatalf("position = %d, want %d (the last event folded)", runner.Position(), positions[0])
+	}
+}
+
+func TestAnomaliesReadModelIsPerTenant(t *testing.T) {
+	h := &history{t: t, tenant: "acme", agent: uuid.New()}
+	h.report(domain.SeverityHigh)
+	h.resolve(0, domain.ResolutionMitigated)
+	m := projections.NewAnomalies()
+	for _, r := range h.recorded() {
+		if err := m.Apply(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := h.anomalies[0].State().ID
+	got, ok := m.Get("acme", id)
+	if !ok || got.Status != domain.StatusResolved || got.Resolution != domain.ResolutionMitigated || got.Version != 2 {
+		t.Fatalf("acme view = %+v, %v", got, ok)
+	}
+	if _, ok := m.Get("globex", id); ok {
+		t.Fatal("another tenant sees the anomaly")
+	}
+	// An event out of order is refused and leaves the model as it was.
+	bad := h.recorded()[1]
+	bad.Version = 5
+	if err := m.Apply(context.Background(), bad); domain.ErrorCode(err) != domain.EINTERNAL {
+		t.Fatalf("out-of-order event: err = %v", err)
+	}
+	if again, _ := m.Get("acme", id); again.Version != 2 {
+		t.Fatalf("a refused event changed the model: %+v", again)
+	}
+}
