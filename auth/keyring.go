@@ -29,8 +29,12 @@ type Keyring struct {
 }
 
 // OpenKeyring loads the keys file at path (a missing file is an empty keyring,
-// filled in once keys are created). It returns an error for a malformed file.
+// filled in once keys are created). Reload failures are logged to logger (nil
+// discards them). It returns an error for a malformed file.
 func OpenKeyring(path string, logger *slog.Logger) (*Keyring, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	k := &Keyring{path: path, logger: logger, now: time.Now}
 	if err := k.reload(); err != nil {
 		return nil, err

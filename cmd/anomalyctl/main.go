@@ -77,6 +77,18 @@ func keysFlags(fs *flag.FlagSet, getenv func(string) string) func() string {
 	}
 }
 
+// parseNoArgs parses flags and refuses positional arguments, so that an
+// unquoted "--name my key" is an error rather than a silently shorter name.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q (quote values that contain spaces)", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
 func envOr(getenv func(string) string, name, def string) string {
 	if v := getenv(name); v != "" {
 		return v
@@ -91,7 +103,7 @@ func keysCreate(args []string, getenv func(string) string, stdout, stderr io.Wri
 	tenant := fs.String("tenant", "", "tenant the key belongs to (required)")
 	name := fs.String("name", "", "a name to recognise the key by")
 	scopes := fs.String("scopes", "", "comma-separated scopes (required): "+strings.Join(domain.AllScopes, ","))
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if !domain.ValidTenant(*tenant) {
@@ -118,7 +130,7 @@ func keysList(args []string, getenv func(string) string, stdout, stderr io.Write
 	fs := flag.NewFlagSet("keys list", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := keysFlags(fs, getenv)
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	keys, err := auth.ReadKeys(path())
@@ -145,10 +157,18 @@ func keysRevoke(args []string, getenv func(string) string, stdout, stderr io.Wri
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() == 0 {
 		return errors.New("keys revoke takes one key id")
 	}
-	k, err := auth.RevokeKey(path(), fs.Arg(0), time.Now())
+	id := fs.Arg(0)
+	// Flags may follow the id too: parse what comes after it.
+	if err := fs.Parse(fs.Args()[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("keys revoke takes one key id, got also %q", fs.Arg(0))
+	}
+	k, err := auth.RevokeKey(path(), id, time.Now())
 	if err != nil {
 		return err
 	}

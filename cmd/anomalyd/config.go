@@ -62,22 +62,24 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		}
 		fs.StringVar(s.target, s.name, def, fmt.Sprintf("%s (env %s)", s.usage, s.env))
 	}
-	syncDef, err := envBool(getenv, "ANOMALYD_NATS_SYNC_ALWAYS")
-	if err != nil {
-		return c, err
-	}
+	// A typed setting's environment value is checked only when no flag
+	// replaces it, so that the flag always wins, even over a bad value.
+	syncDef, syncErr := envBool(getenv, "ANOMALYD_NATS_SYNC_ALWAYS")
 	fs.BoolVar(&c.NATSSync, "nats-sync-always", syncDef,
 		"embedded NATS: fsync every write before acknowledging it, so an acknowledged command survives power loss (env ANOMALYD_NATS_SYNC_ALWAYS)")
-	dupDef := 2 * time.Minute
-	if v := getenv("ANOMALYD_EFFECTS_DUPLICATE_WINDOW"); v != "" {
-		if dupDef, err = time.ParseDuration(v); err != nil {
-			return c, fmt.Errorf("ANOMALYD_EFFECTS_DUPLICATE_WINDOW=%q: %v", v, err)
-		}
-	}
+	dupDef, dupErr := envDuration(getenv, "ANOMALYD_EFFECTS_DUPLICATE_WINDOW", 2*time.Minute)
 	fs.DurationVar(&c.EffectsDuplicateWindow, "effects-duplicate-window", dupDef,
 		"how long the effects stream drops a re-published effect id (env ANOMALYD_EFFECTS_DUPLICATE_WINDOW)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if syncErr != nil && !set["nats-sync-always"] {
+		return c, syncErr
+	}
+	if dupErr != nil && !set["effects-duplicate-window"] {
+		return c, dupErr
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -86,6 +88,18 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		c.KeysFile = filepath.Join(c.DataDir, "keys.json")
 	}
 	return c, c.validate()
+}
+
+func envDuration(getenv func(string) string, name string, def time.Duration) (time.Duration, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return def, fmt.Errorf("%s=%q: want a duration such as 2m or 500ms", name, v)
+	}
+	return d, nil
 }
 
 func envBool(getenv func(string) string, name string) (bool, error) {
