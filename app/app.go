@@ -23,6 +23,7 @@ type Service struct {
 	now    func() time.Time
 	newID  func() uuid.UUID
 	policy func(tenant string) domain.Policy
+	agents Containments
 }
 
 // Option configures a Service.
@@ -36,6 +37,9 @@ func WithIDs(newID func() uuid.UUID) Option { return func(s *Service) { s.newID 
 
 // WithPolicy sets how a tenant's auto-response policy is found.
 func WithPolicy(p func(tenant string) domain.Policy) Option { return func(s *Service) { s.policy = p } }
+
+// WithContainments sets where agent commands read an agent's containment.
+func WithContainments(c Containments) Option { return func(s *Service) { s.agents = c } }
 
 // NewService returns a Service over store. By default it uses the system clock,
 // random UUIDs, and the default policy for every tenant.
@@ -63,16 +67,38 @@ func (s *Service) meta(p domain.Principal) domain.Meta {
 	return domain.Meta{EventID: s.newID(), At: s.now().UTC(), Actor: p.Actor}
 }
 
-// Report opens an anomaly for the principal's tenant. It returns INVALID_INPUT
-// for input that breaks a rule and INTERNAL_ERROR when the store fails.
+// Report opens an anomaly for the principal's tenant. A reference to an earlier
+// anomaly must name one of the same tenant. It returns INVALID_INPUT for input
+// that breaks a rule (a dangling reference included) and INTERNAL_ERROR when the
+// store fails.
 func (s *Service) Report(ctx context.Context, p domain.Principal, cmd domain.ReportAnomaly) (Result, error) {
 	cmd.Tenant = p.Tenant
 	cmd.AnomalyID = s.newID()
+	if ref := cmd.ReferencesAnomalyID; ref != nil {
+		recs, err := s.store.ReadStream(ctx, domain.AnomalyStream(p.Tenant, *ref), 0)
+		if err != nil {
+			return Result{}, fmt.Errorf("load referenced anomaly: %w", err)
+		}
+		if len(recs) == 0 {
+			return Result{}, &domain.Error{Code: domain.EINVALID,
+				Message: "references_anomaly_id names no anomaly of this tenant",
+				Details: map[string]any{"field": "references_anomaly_id"}}
+		}
+	}
 	a, err := domain.Report(cmd, s.policy(p.Tenant), s.meta(p))
 	if err != nil {
 		return Result{}, err
 	}
 	return s.save(ctx, a)
+}
+
+// Investigate moves an open anomaly of the principal's tenant to investigating.
+// It returns NOT_FOUND, CONFLICT unless the anomaly is open, INVALID_INPUT and
+// INTERNAL_ERROR.
+func (s *Service) Investigate(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.InvestigateAnomaly) (Result, error) {
+	return s.update(ctx, domain.AnomalyStream(p.Tenant, id), func(a *domain.Anomaly) error {
+		return a.Investigate(cmd, s.meta(p))
+	})
 }
 
 // Resolve closes an anomaly of the principal's tenant. It returns NOT_FOUND when
@@ -82,6 +108,15 @@ func (s *Service) Report(ctx context.Context, p domain.Principal, cmd domain.Rep
 func (s *Service) Resolve(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.ResolveAnomaly) (Result, error) {
 	return s.update(ctx, domain.AnomalyStream(p.Tenant, id), func(a *domain.Anomaly) error {
 		return a.Resolve(cmd, s.meta(p))
+	})
+}
+
+// Dismiss closes an anomaly of the principal's tenant without a determination.
+// It returns NOT_FOUND, CONFLICT when it is already closed, INVALID_INPUT
+// without a reason, and INTERNAL_ERROR.
+func (s *Service) Dismiss(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.DismissAnomaly) (Result, error) {
+	return s.update(ctx, domain.AnomalyStream(p.Tenant, id), func(a *domain.Anomaly) error {
+		return a.Dismiss(cmd, s.meta(p))
 	})
 }
 
@@ -110,22 +145,41 @@ func (s *Service) load(ctx context.Context, stream domain.StreamID) (*domain.Ano
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", stream, err)
 	}
-	evs := make([]domain.Event, len(recs))
-	for i, r := range recs {
-		evs[i] = r.Event
-	}
-	return domain.LoadAnomaly(evs)
+	return domain.LoadAnomaly(events(recs))
 }
 
 func (s *Service) save(ctx context.Context, a *domain.Anomaly) (Result, error) {
-	expected := a.LoadedVersion()
+	rec, err := s.appendAll(ctx, a.LoadedVersion(), a.Changes())
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Anomaly: a.State(), Position: rec.Position}, nil
+}
+
+// appendAll appends events recorded by one command, starting at version
+// expected, and returns the last one as stored.
+func (s *Service) appendAll(ctx context.Context, expected uint64, evs []domain.Event) (eventstore.Recorded, error) {
 	var last eventstore.Recorded
-	for _, e := range a.Changes() {
+	for _, e := range evs {
 		rec, err := s.store.Append(ctx, expected, e)
 		if err != nil {
-			return Result{}, fmt.Errorf("append %s: %w", e.Type, err)
+			return eventstore.Recorded{}, fmt.Errorf("append %s: %w", e.Type, err)
 		}
 		expected, last = e.Version, rec
 	}
-	return Result{Anomaly: a.State(), Position: last.Position}, nil
+	return last, nil
+}
+
+// AnomalyEvents returns the events of an anomaly of the principal's tenant,
+// oldest first, read from the log. It returns NOT_FOUND when the tenant has no
+// such anomaly and INTERNAL_ERROR when the store fails.
+func (s *Service) AnomalyEvents(ctx context.Context, p domain.Principal, id uuid.UUID) ([]domain.Event, error) {
+	recs, err := s.store.ReadStream(ctx, domain.AnomalyStream(p.Tenant, id), 0)
+	if err != nil {
+		return nil, fmt.Errorf("read anomaly %s: %w", id, err)
+	}
+	if len(recs) == 0 {
+		return nil, domain.Errorf(domain.ENOTFOUND, "anomaly %s not found", id)
+	}
+	return events(recs), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -30,9 +31,11 @@ type AnomalyState struct {
 	Details             json.RawMessage // a JSON object; "{}" when none was given
 	Status              Status
 	AutoResponse        Containment
+	Assignee            *string
 	Resolution          Resolution // "" until resolved
 	Notes               *string
 	ResolvedBy          *string
+	DismissReason       *string
 	ReferencesAnomalyID *uuid.UUID
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
@@ -59,14 +62,33 @@ func (s *AnomalyState) Apply(e Event) error {
 			AutoResponse: d.AutoResponse, ReferencesAnomalyID: d.ReferencesAnomalyID,
 			CreatedAt: e.OccurredAt, UpdatedAt: e.OccurredAt,
 		}
+	case EventAnomalyInvestigationStarted:
+		var d AnomalyInvestigationStarted
+		if err := decodeData(e, &d); err != nil {
+			return err
+		}
+		s.Status, s.Assignee, s.UpdatedAt = StatusInvestigating, d.Assignee, e.OccurredAt
+		if d.Notes != nil {
+			s.Notes = d.Notes
+		}
 	case EventAnomalyResolved:
 		var d AnomalyResolved
 		if err := decodeData(e, &d); err != nil {
 			return err
 		}
 		at := e.OccurredAt
-		s.Status, s.Resolution, s.Notes, s.ResolvedBy = StatusResolved, d.Resolution, d.Notes, &d.ResolvedBy
+		s.Status, s.Resolution, s.ResolvedBy = StatusResolved, d.Resolution, &d.ResolvedBy
+		if d.Notes != nil {
+			s.Notes = d.Notes
+		}
 		s.ResolvedAt, s.UpdatedAt = &at, at
+	case EventAnomalyDismissed:
+		var d AnomalyDismissed
+		if err := decodeData(e, &d); err != nil {
+			return err
+		}
+		at := e.OccurredAt
+		s.Status, s.DismissReason, s.ResolvedAt, s.UpdatedAt = StatusDismissed, &d.Reason, &at, at
 	default:
 		return Errorf(EINTERNAL, "anomaly %s: unknown event type %q", s.ID, e.Type)
 	}
@@ -214,11 +236,8 @@ func (a *Anomaly) Resolve(cmd ResolveAnomaly, m Meta) error {
 	}
 	resolvedBy := m.Actor.ID
 	if cmd.ResolvedBy != nil {
-		if err := checkText("resolved_by", *cmd.ResolvedBy, MaxActorNameBytes); err != nil {
+		if err := checkName("resolved_by", *cmd.ResolvedBy); err != nil {
 			return err
-		}
-		if *cmd.ResolvedBy == "" {
-			return invalidField("resolved_by", "resolved_by must not be empty")
 		}
 		resolvedBy = *cmd.ResolvedBy
 	}
@@ -231,6 +250,64 @@ func (a *Anomaly) Resolve(cmd ResolveAnomaly, m Meta) error {
 	})
 }
 
+// InvestigateAnomaly is the command that starts the investigation of an anomaly.
+type InvestigateAnomaly struct {
+	Assignee *string
+	Notes    *string
+}
+
+// Investigate moves an open anomaly to investigating. It returns a CONFLICT
+// *Error, with the current status in its details, unless the anomaly is open,
+// and an INVALID_INPUT *Error for an input that breaks a rule.
+func (a *Anomaly) Investigate(cmd InvestigateAnomaly, m Meta) error {
+	if cmd.Assignee != nil {
+		if err := checkName("assignee", *cmd.Assignee); err != nil {
+			return err
+		}
+	}
+	if cmd.Notes != nil {
+		if err := checkText("notes", *cmd.Notes, MaxNotesBytes); err != nil {
+			return err
+		}
+	}
+	if err := a.refuseTerminal(); err != nil {
+		return err
+	}
+	if a.state.Status != StatusOpen {
+		return a.conflict("only an open anomaly can move to investigating")
+	}
+	return a.record(m, EventAnomalyInvestigationStarted, AnomalyInvestigationStarted{
+		AnomalyID: a.state.ID, AgentID: a.state.AgentID, Assignee: cmd.Assignee, Notes: cmd.Notes,
+	})
+}
+
+// DismissAnomaly is the command that closes an anomaly without a determination.
+type DismissAnomaly struct {
+	Reason string
+}
+
+// Dismiss closes an open or investigating anomaly without a determination,
+// which reverses its auto-response. It returns a CONFLICT *Error when the
+// anomaly is already closed and an INVALID_INPUT *Error without a reason.
+func (a *Anomaly) Dismiss(cmd DismissAnomaly, m Meta) error {
+	if strings.TrimSpace(cmd.Reason) == "" {
+		return invalidField("reason", "reason is required")
+	}
+	if err := checkText("reason", cmd.Reason, MaxNotesBytes); err != nil {
+		return err
+	}
+	if err := a.refuseTerminal(); err != nil {
+		return err
+	}
+	return a.record(m, EventAnomalyDismissed, AnomalyDismissed{
+		AnomalyID: a.state.ID, AgentID: a.state.AgentID, Reason: cmd.Reason,
+	})
+}
+
+func (a *Anomaly) conflict(msg string) error {
+	return &Error{Code: ECONFLICT, Message: msg, Details: map[string]any{"status": string(a.state.Status)}}
+}
+
 func (a *Anomaly) refuseTerminal() error {
 	if !a.state.Status.Terminal() {
 		return nil
@@ -241,6 +318,15 @@ func (a *Anomaly) refuseTerminal() error {
 
 func invalidField(field, msg string) error {
 	return &Error{Code: EINVALID, Message: msg, Details: map[string]any{"field": field}}
+}
+
+// checkName checks a short identifier of a person or system: not blank, at
+// most MaxActorNameBytes, valid UTF-8.
+func checkName(field, s string) error {
+	if strings.TrimSpace(s) == "" {
+		return invalidField(field, field+" must not be empty")
+	}
+	return checkText(field, s, MaxActorNameBytes)
 }
 
 func checkText(field, s string, max int) error {

@@ -8,8 +8,10 @@ import (
 
 // Event types of the anomaly aggregate. They are stored in the log: never rename one.
 const (
-	EventAnomalyReported = "anomaly.reported"
-	EventAnomalyResolved = "anomaly.resolved"
+	EventAnomalyReported             = "anomaly.reported"
+	EventAnomalyInvestigationStarted = "anomaly.investigation_started"
+	EventAnomalyResolved             = "anomaly.resolved"
+	EventAnomalyDismissed            = "anomaly.dismissed"
 )
 
 // AnomalyReported is the payload of anomaly.reported: a new anomaly against an
@@ -34,4 +36,20 @@ type AnomalyResolved struct {
 	Resolution Resolution `json:"resolution"`
 	Notes      *string    `json:"notes"`
 	ResolvedBy string     `json:"resolved_by"`
+}
+
+// AnomalyInvestigationStarted is the payload of anomaly.investigation_started.
+type AnomalyInvestigationStarted struct {
+	AnomalyID uuid.UUID `json:"anomaly_id"`
+	AgentID   uuid.UUID `json:"agent_id"`
+	Assignee  *string   `json:"assignee"`
+	Notes     *string   `json:"notes"`
+}
+
+// AnomalyDismissed is the payload of anomaly.dismissed: closed without a
+// determination, which reverses the auto-response.
+type AnomalyDismissed struct {
+	AnomalyID uuid.UUID `json:"anomaly_id"`
+	AgentID   uuid.UUID `json:"agent_id"`
+	Reason    string    `json:"reason"`
 }

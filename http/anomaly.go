@@ -8,14 +8,19 @@ import (
 
 	"github.com/anomalyd/anomalyd/app"
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/projections"
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 )
 
 func (s *Server) registerAnomalyRoutes(r *mux.Router) {
 	r.HandleFunc("/anomalies", s.handleAnomalyReport).Methods(http.MethodPost)
+	r.HandleFunc("/anomalies", s.handleAnomalyList).Methods(http.MethodGet)
 	r.HandleFunc("/anomalies/{anomalyId}", s.handleAnomalyGet).Methods(http.MethodGet)
+	r.HandleFunc("/anomalies/{anomalyId}/events", s.handleAnomalyEvents).Methods(http.MethodGet)
+	r.HandleFunc("/anomalies/{anomalyId}/investigate", s.handleAnomalyInvestigate).Methods(http.MethodPost)
 	r.HandleFunc("/anomalies/{anomalyId}/resolve", s.handleAnomalyResolve).Methods(http.MethodPost)
+	r.HandleFunc("/anomalies/{anomalyId}/dismiss", s.handleAnomalyDismiss).Methods(http.MethodPost)
 }
 
 // anomalyJSON is the one representation of an anomaly that every endpoint
@@ -42,13 +47,17 @@ type anomalyJSON struct {
 	ResolvedAt          *time.Time      `json:"resolved_at"`
 }
 
-func toAnomalyJSON(a domain.AnomalyState) anomalyJSON {
+func toAnomalyJSON(v projections.AnomalyView) anomalyJSON {
+	a := v.AnomalyState
 	out := anomalyJSON{
 		AnomalyID: a.ID, ID: a.ID, AgentID: a.AgentID, AnomalyType: a.AnomalyType,
 		Severity: string(a.Severity), Description: a.Description, Details: a.Details,
-		Status: string(a.Status), AutoResponse: a.AutoResponse.String(), Notes: a.Notes,
-		ResolvedBy: a.ResolvedBy, ReferencesAnomalyID: a.ReferencesAnomalyID,
-		ReferencedBy: []uuid.UUID{}, CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC(),
+		Status: string(a.Status), AutoResponse: a.AutoResponse.String(), Assignee: a.Assignee, Notes: a.Notes,
+		ResolvedBy: a.ResolvedBy, DismissReason: a.DismissReason, ReferencesAnomalyID: a.ReferencesAnomalyID,
+		ReferencedBy: v.ReferencedBy, CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC(),
+	}
+	if out.ReferencedBy == nil {
+		out.ReferencedBy = []uuid.UUID{}
 	}
 	if len(out.Details) == 0 {
 		out.Details = json.RawMessage("{}")
@@ -161,8 +170,56 @@ type resolveRequest struct {
 // handleAnomalyResolve handles POST /v1/anomalies/{anomalyId}/resolve: it closes
 // the anomaly with a resolution and answers 200 with the anomaly.
 func (s *Server) handleAnomalyResolve(w http.ResponseWriter, r *http.Request) {
+	var req resolveRequest
+	s.anomalyCommand(w, r, domain.ScopeAnomaliesResolve, &req, false, func(p domain.Principal, id uuid.UUID) (app.Result, error) {
+		if err := required("resolution", req.Resolution); err != nil {
+			return app.Result{}, err
+		}
+		return s.cfg.Commands.Resolve(r.Context(), p, id, domain.ResolveAnomaly{
+			Resolution: domain.Resolution(*req.Resolution), Notes: req.Notes, ResolvedBy: req.ResolvedBy,
+		})
+	})
+}
+
+// investigateRequest is the body of POST /v1/anomalies/{anomalyId}/investigate.
+type investigateRequest struct {
+	Assignee *string `json:"assignee"`
+	Notes    *string `json:"notes"`
+}
+
+// handleAnomalyInvestigate handles POST /v1/anomalies/{anomalyId}/investigate:
+// it moves an open anomaly to investigating. The body is optional.
+func (s *Server) handleAnomalyInvestigate(w http.ResponseWriter, r *http.Request) {
+	var req investigateRequest
+	s.anomalyCommand(w, r, domain.ScopeAnomaliesWrite, &req, true, func(p domain.Principal, id uuid.UUID) (app.Result, error) {
+		return s.cfg.Commands.Investigate(r.Context(), p, id, domain.InvestigateAnomaly{Assignee: req.Assignee, Notes: req.Notes})
+	})
+}
+
+// dismissRequest is the body of POST /v1/anomalies/{anomalyId}/dismiss.
+type dismissRequest struct {
+	Reason *string `json:"reason"`
+}
+
+// handleAnomalyDismiss handles POST /v1/anomalies/{anomalyId}/dismiss: it closes
+// the anomaly without a determination.
+func (s *Server) handleAnomalyDismiss(w http.ResponseWriter, r *http.Request) {
+	var req dismissRequest
+	s.anomalyCommand(w, r, domain.ScopeAnomaliesResolve, &req, false, func(p domain.Principal, id uuid.UUID) (app.Result, error) {
+		if err := required("reason", req.Reason); err != nil {
+			return app.Result{}, err
+		}
+		return s.cfg.Commands.Dismiss(r.Context(), p, id, domain.DismissAnomaly{Reason: *req.Reason})
+	})
+}
+
+// anomalyCommand runs the checks every command on one anomaly shares — scope,
+// path id, body — then the command, and answers 200 with the anomaly as the
+// read model shows it afterwards.
+func (s *Server) anomalyCommand(w http.ResponseWriter, r *http.Request, scope string, req any, optionalBody bool,
+	run func(domain.Principal, uuid.UUID) (app.Result, error)) {
 	p := principal(r)
-	if err := requireScope(p, domain.ScopeAnomaliesResolve); err != nil {
+	if err := requireScope(p, scope); err != nil {
 		s.Error(w, r, err)
 		return
 	}
@@ -171,18 +228,13 @@ func (s *Server) handleAnomalyResolve(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	var req resolveRequest
-	if err := decodeJSON(r, &req); err != nil {
-		s.Error(w, r, err)
-		return
+	if !(optionalBody && r.ContentLength == 0) {
+		if err := decodeJSON(r, req); err != nil {
+			s.Error(w, r, err)
+			return
+		}
 	}
-	if err := required("resolution", req.Resolution); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	res, err := s.cfg.Commands.Resolve(r.Context(), p, id, domain.ResolveAnomaly{
-		Resolution: domain.Resolution(*req.Resolution), Notes: req.Notes, ResolvedBy: req.ResolvedBy,
-	})
+	res, err := run(p, id)
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -194,15 +246,23 @@ func (s *Server) handleAnomalyResolve(w http.ResponseWriter, r *http.Request) {
 // the client's next read sees it, and returns the anomaly as the read model has
 // it. If the read model does not catch up in time the command still succeeded:
 // it answers from the command's own state and logs the lag.
-func (s *Server) afterCommand(ctx context.Context, tenant string, res app.Result) domain.AnomalyState {
+func (s *Server) afterCommand(ctx context.Context, tenant string, res app.Result) projections.AnomalyView {
+	if s.waitFor(ctx, res.Position) {
+		if a, ok := s.cfg.Reader.Get(tenant, res.Anomaly.ID); ok {
+			return a
+		}
+	}
+	return projections.AnomalyView{AnomalyState: res.Anomaly}
+}
+
+// waitFor waits, for a bounded time, until the read models have applied the
+// event at pos, and reports whether they have.
+func (s *Server) waitFor(ctx context.Context, pos uint64) bool {
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.ReadYourWritesTimeout)
 	defer cancel()
-	if err := s.cfg.Waiter.WaitFor(wctx, res.Position); err != nil {
-		s.logger.Warn("read model behind a command", "position", res.Position, "trace_id", traceID(ctx), "err", err)
-		return res.Anomaly
+	if err := s.cfg.Waiter.WaitFor(wctx, pos); err != nil {
+		s.logger.Warn("read model behind a command", "position", pos, "trace_id", traceID(ctx), "err", err)
+		return false
 	}
-	if a, ok := s.cfg.Reader.Get(tenant, res.Anomaly.ID); ok {
-		return a
-	}
-	return res.Anomaly
+	return true
 }

@@ -13,22 +13,34 @@ import (
 
 	"github.com/anomalyd/anomalyd/app"
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/projections"
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 )
 
-// Commands executes the anomaly commands.
+// Commands executes the commands of the API.
 type Commands interface {
 	Report(ctx context.Context, p domain.Principal, cmd domain.ReportAnomaly) (app.Result, error)
+	Investigate(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.InvestigateAnomaly) (app.Result, error)
 	Resolve(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.ResolveAnomaly) (app.Result, error)
+	Dismiss(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.DismissAnomaly) (app.Result, error)
+	Restore(ctx context.Context, p domain.Principal, agent uuid.UUID, cmd domain.RestoreAgent) (app.AgentResult, error)
+	Revoke(ctx context.Context, p domain.Principal, agent uuid.UUID, cmd domain.RevokeAgent) (app.AgentResult, error)
+	AnomalyEvents(ctx context.Context, p domain.Principal, id uuid.UUID) ([]domain.Event, error)
 }
 
 // AnomalyReader is the anomaly read model.
 type AnomalyReader interface {
-	Get(tenant string, id uuid.UUID) (domain.AnomalyState, bool)
+	Get(tenant string, id uuid.UUID) (projections.AnomalyView, bool)
+	List(tenant string, f projections.Filter, before uint64, limit int) ([]projections.AnomalyView, uint64)
 }
 
-// Waiter tells when the read model has applied the event at a store position.
+// AgentReader is the agent read model.
+type AgentReader interface {
+	Get(tenant string, agent uuid.UUID) (domain.AgentContainment, bool)
+}
+
+// Waiter tells when the read models have applied the event at a store position.
 type Waiter interface {
 	WaitFor(ctx context.Context, pos uint64) error
 }
@@ -43,6 +55,7 @@ type Config struct {
 	Addr     string
 	Commands Commands
 	Reader   AnomalyReader
+	Agents   AgentReader
 	Waiter   Waiter
 	Keys     KeyAuthenticator
 	Logger   *slog.Logger
@@ -77,6 +90,7 @@ func NewServer(cfg Config) *Server {
 	v1 := s.router.PathPrefix("/v1").Subrouter()
 	v1.Use(s.withPrincipal)
 	s.registerAnomalyRoutes(v1)
+	s.registerAgentRoutes(v1)
 	s.srv = &http.Server{
 		Handler:           s.router,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -2,23 +2,40 @@ package projections
 
 import (
 	"context"
+	"slices"
+	"sort"
 	"sync"
+	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/google/uuid"
 )
 
+// AnomalyView is an anomaly as the read model serves it: its folded state, the
+// later anomalies that reference it, and the store position of its report,
+// which orders lists.
+type AnomalyView struct {
+	domain.AnomalyState
+	ReferencedBy []uuid.UUID
+	Position     uint64
+}
+
+type tenantAnomalies struct {
+	byID  map[uuid.UUID]*AnomalyView
+	order []*AnomalyView // by Position, ascending: reports arrive in log order
+}
+
 // Anomalies is the anomaly read model: every anomaly of every tenant, folded with
 // the same rules the command side uses, kept in memory.
 type Anomalies struct {
 	mu      sync.RWMutex
-	tenants map[string]map[uuid.UUID]*domain.AnomalyState
+	tenants map[string]*tenantAnomalies
 }
 
 // NewAnomalies returns an empty read model.
 func NewAnomalies() *Anomalies {
-	return &Anomalies{tenants: make(map[string]map[uuid.UUID]*domain.AnomalyState)}
+	return &Anomalies{tenants: make(map[string]*tenantAnomalies)}
 }
 
 // Apply folds one event; events of other aggregates are ignored. It returns an
@@ -33,31 +50,98 @@ func (m *Anomalies) Apply(_ context.Context, r eventstore.Recorded) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	byID := m.tenants[r.TenantID]
-	if byID == nil {
-		byID = make(map[uuid.UUID]*domain.AnomalyState)
-		m.tenants[r.TenantID] = byID
+	t := m.tenants[r.TenantID]
+	if t == nil {
+		t = &tenantAnomalies{byID: make(map[uuid.UUID]*AnomalyView)}
+		m.tenants[r.TenantID] = t
 	}
-	s := byID[id]
-	if s == nil {
-		s = &domain.AnomalyState{ID: id}
+	v := t.byID[id]
+	if v == nil {
+		v = &AnomalyView{AnomalyState: domain.AnomalyState{ID: id}, Position: r.Position}
 	}
-	next := *s // fold into a copy so that a failed event leaves the model as it was
+	next := v.AnomalyState // fold into a copy so that a failed event leaves the model as it was
 	if err := next.Apply(r.Event); err != nil {
 		return err
 	}
-	*s = next
-	byID[id] = s
+	v.AnomalyState = next
+	if t.byID[id] == nil {
+		t.byID[id] = v
+		t.order = append(t.order, v)
+		if ref := next.ReferencesAnomalyID; ref != nil {
+			if orig := t.byID[*ref]; orig != nil {
+				orig.ReferencedBy = append(orig.ReferencedBy, id)
+			}
+		}
+	}
 	return nil
 }
 
+func (v *AnomalyView) clone() AnomalyView {
+	c := *v
+	c.ReferencedBy = slices.Clone(v.ReferencedBy)
+	return c
+}
+
 // Get returns the anomaly with id in tenant, and false when the tenant has none.
-func (m *Anomalies) Get(tenant string, id uuid.UUID) (domain.AnomalyState, bool) {
+func (m *Anomalies) Get(tenant string, id uuid.UUID) (AnomalyView, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	s, ok := m.tenants[tenant][id]
-	if !ok {
-		return domain.AnomalyState{}, false
+	t := m.tenants[tenant]
+	if t == nil || t.byID[id] == nil {
+		return AnomalyView{}, false
 	}
-	return *s, true
+	return t.byID[id].clone(), true
+}
+
+// Filter selects anomalies in a list; zero fields match everything.
+type Filter struct {
+	Status        domain.Status
+	Severity      domain.Severity
+	AgentID       uuid.UUID
+	AnomalyType   string
+	CreatedAfter  time.Time // exclusive
+	CreatedBefore time.Time // exclusive
+}
+
+func (f Filter) match(v *AnomalyView) bool {
+	switch {
+	case f.Status != "" && v.Status != f.Status,
+		f.Severity != "" && v.Severity != f.Severity,
+		f.AgentID != uuid.Nil && v.AgentID != f.AgentID,
+		f.AnomalyType != "" && v.AnomalyType != f.AnomalyType,
+		!f.CreatedAfter.IsZero() && !v.CreatedAt.After(f.CreatedAfter),
+		!f.CreatedBefore.IsZero() && !v.CreatedAt.Before(f.CreatedBefore):
+		return false
+	}
+	return true
+}
+
+// List returns up to limit anomalies of tenant that match f, newest first,
+// reported before the position before (0: from the newest), and the position to
+// pass as before for the next page (0 when this is the last page). Anomalies
+// reported while a client pages are newer than its cursor, so pages neither
+// repeat nor skip an anomaly.
+func (m *Anomalies) List(tenant string, f Filter, before uint64, limit int) ([]AnomalyView, uint64) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	t := m.tenants[tenant]
+	if t == nil {
+		return []AnomalyView{}, 0
+	}
+	i := len(t.order)
+	if before > 0 {
+		i = sort.Search(len(t.order), func(k int) bool { return t.order[k].Position >= before })
+	}
+	out := make([]AnomalyView, 0, min(limit, 64))
+	for i--; i >= 0; i-- {
+		v := t.order[i]
+		if !f.match(v) {
+			continue
+		}
+		if len(out) == limit {
+			return out, out[len(out)-1].Position
+		}
+		out = append(out, v.clone())
+	}
+	return out, 0
 }

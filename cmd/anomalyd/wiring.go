@@ -77,8 +77,8 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 
-	anomalies := projections.NewAnomalies()
-	readModel := projections.NewRunner("anomalies", store, anomalies, m.logger)
+	anomalies, agents := projections.NewAnomalies(), projections.NewAgents()
+	readModel := projections.NewRunner("read-model", store, projections.Multi{anomalies, agents}, m.logger)
 	effects := projections.NewRunner("effects", store, projections.NewEffects(sink, m.logger), m.logger)
 	m.runners = []*projections.Runner{readModel, effects}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -99,7 +99,9 @@ func (m *Main) Open(ctx context.Context) error {
 	m.logger.Info("read model caught up", "position", readModel.Position(), "took", time.Since(start).Round(time.Millisecond))
 
 	m.http = anomalyhttp.NewServer(anomalyhttp.Config{
-		Addr: m.cfg.Addr, Commands: app.NewService(store), Reader: anomalies, Waiter: readModel,
+		Addr:     m.cfg.Addr,
+		Commands: app.NewService(store, app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents})),
+		Reader:   anomalies, Agents: agents, Waiter: readModel,
 		Keys: keys, Logger: m.logger,
 	})
 	if err := m.http.Open(); err != nil {
