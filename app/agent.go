@@ -28,7 +28,7 @@ type AgentResult struct {
 // and INTERNAL_ERROR when the store fails.
 func (s *Service) Restore(ctx context.Context, p domain.Principal, agent uuid.UUID, cmd domain.RestoreAgent) (AgentResult, error) {
 	return s.updateAgent(ctx, p, agent, func(a *domain.Agent, ac *domain.AgentContainment) error {
-		return a.Restore(ac, cmd, s.meta(p))
+		return a.Restore(ac, cmd, s.meta(ctx, p))
 	})
 }
 
@@ -37,7 +37,7 @@ func (s *Service) Restore(ctx context.Context, p domain.Principal, agent uuid.UU
 // the tenant, CONFLICT when it is revoked already, and INTERNAL_ERROR.
 func (s *Service) Revoke(ctx context.Context, p domain.Principal, agent uuid.UUID, cmd domain.RevokeAgent) (AgentResult, error) {
 	return s.updateAgent(ctx, p, agent, func(a *domain.Agent, ac *domain.AgentContainment) error {
-		return a.Revoke(ac, cmd, s.meta(p))
+		return a.Revoke(ac, cmd, s.meta(ctx, p))
 	})
 }
 
@@ -47,10 +47,14 @@ func (s *Service) Revoke(ctx context.Context, p domain.Principal, agent uuid.UUI
 func (s *Service) updateAgent(ctx context.Context, p domain.Principal, agent uuid.UUID,
 	decide func(*domain.Agent, *domain.AgentContainment) error) (AgentResult, error) {
 	stream := domain.AgentStream(p.Tenant, agent)
+	cmd, hasID := commandID(ctx)
 	for attempt := 1; ; attempt++ {
 		recs, err := s.store.ReadStream(ctx, stream, 0)
 		if err != nil {
 			return AgentResult{}, fmt.Errorf("load %s: %w", stream, err)
+		}
+		if mine, ok := ownEvent(recs, cmd); hasID && ok {
+			return AgentResult{Position: mine[len(mine)-1].Position}, nil
 		}
 		a, err := domain.LoadAgent(p.Tenant, agent, events(recs))
 		if err != nil {

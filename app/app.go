@@ -63,8 +63,12 @@ type Result struct {
 	Position uint64
 }
 
-func (s *Service) meta(p domain.Principal) domain.Meta {
-	return domain.Meta{EventID: s.newID(), At: s.now().UTC(), Actor: p.Actor}
+func (s *Service) meta(ctx context.Context, p domain.Principal) domain.Meta {
+	id, ok := commandID(ctx)
+	if !ok {
+		id = s.newID()
+	}
+	return domain.Meta{EventID: id, At: s.now().UTC(), Actor: p.Actor}
 }
 
 // Report opens an anomaly for the principal's tenant. A reference to an earlier
@@ -74,6 +78,16 @@ func (s *Service) meta(p domain.Principal) domain.Meta {
 func (s *Service) Report(ctx context.Context, p domain.Principal, cmd domain.ReportAnomaly) (Result, error) {
 	cmd.Tenant = p.Tenant
 	cmd.AnomalyID = s.newID()
+	if id, ok := commandID(ctx); ok {
+		cmd.AnomalyID = anomalyIDFor(id)
+		recs, err := s.store.ReadStream(ctx, domain.AnomalyStream(p.Tenant, cmd.AnomalyID), 0)
+		if err != nil {
+			return Result{}, fmt.Errorf("load %s: %w", cmd.AnomalyID, err)
+		}
+		if mine, ok := ownEvent(recs, id); ok {
+			return replayed(mine)
+		}
+	}
 	if ref := cmd.ReferencesAnomalyID; ref != nil {
 		recs, err := s.store.ReadStream(ctx, domain.AnomalyStream(p.Tenant, *ref), 0)
 		if err != nil {
@@ -85,7 +99,7 @@ func (s *Service) Report(ctx context.Context, p domain.Principal, cmd domain.Rep
 				Details: map[string]any{"field": "references_anomaly_id"}}
 		}
 	}
-	a, err := domain.Report(cmd, s.policy(p.Tenant), s.meta(p))
+	a, err := domain.Report(cmd, s.policy(p.Tenant), s.meta(ctx, p))
 	if err != nil {
 		return Result{}, err
 	}
@@ -97,7 +111,7 @@ func (s *Service) Report(ctx context.Context, p domain.Principal, cmd domain.Rep
 // INTERNAL_ERROR.
 func (s *Service) Investigate(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.InvestigateAnomaly) (Result, error) {
 	return s.update(ctx, domain.AnomalyStream(p.Tenant, id), func(a *domain.Anomaly) error {
-		return a.Investigate(cmd, s.meta(p))
+		return a.Investigate(cmd, s.meta(ctx, p))
 	})
 }
 
@@ -107,7 +121,7 @@ func (s *Service) Investigate(ctx context.Context, p domain.Principal, id uuid.U
 // INTERNAL_ERROR when the store fails.
 func (s *Service) Resolve(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.ResolveAnomaly) (Result, error) {
 	return s.update(ctx, domain.AnomalyStream(p.Tenant, id), func(a *domain.Anomaly) error {
-		return a.Resolve(cmd, s.meta(p))
+		return a.Resolve(cmd, s.meta(ctx, p))
 	})
 }
 
@@ -116,7 +130,7 @@ func (s *Service) Resolve(ctx context.Context, p domain.Principal, id uuid.UUID,
 // without a reason, and INTERNAL_ERROR.
 func (s *Service) Dismiss(ctx context.Context, p domain.Principal, id uuid.UUID, cmd domain.DismissAnomaly) (Result, error) {
 	return s.update(ctx, domain.AnomalyStream(p.Tenant, id), func(a *domain.Anomaly) error {
-		return a.Dismiss(cmd, s.meta(p))
+		return a.Dismiss(cmd, s.meta(ctx, p))
 	})
 }
 
@@ -124,8 +138,16 @@ func (s *Service) Dismiss(ctx context.Context, p domain.Principal, id uuid.UUID,
 // append loses a race it starts again from a fresh load, so that the decision is
 // always taken on the latest state.
 func (s *Service) update(ctx context.Context, stream domain.StreamID, decide func(*domain.Anomaly) error) (Result, error) {
+	cmd, hasID := commandID(ctx)
 	for attempt := 1; ; attempt++ {
-		a, err := s.load(ctx, stream)
+		recs, err := s.store.ReadStream(ctx, stream, 0)
+		if err != nil {
+			return Result{}, fmt.Errorf("load %s: %w", stream, err)
+		}
+		if mine, ok := ownEvent(recs, cmd); hasID && ok {
+			return replayed(mine)
+		}
+		a, err := domain.LoadAnomaly(events(recs))
 		if err != nil {
 			return Result{}, err
 		}
@@ -138,14 +160,6 @@ func (s *Service) update(ctx context.Context, stream domain.StreamID, decide fun
 		}
 		return res, err
 	}
-}
-
-func (s *Service) load(ctx context.Context, stream domain.StreamID) (*domain.Anomaly, error) {
-	recs, err := s.store.ReadStream(ctx, stream, 0)
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", stream, err)
-	}
-	return domain.LoadAnomaly(events(recs))
 }
 
 func (s *Service) save(ctx context.Context, a *domain.Anomaly) (Result, error) {

@@ -58,7 +58,9 @@ type Config struct {
 	Agents   AgentReader
 	Waiter   Waiter
 	Keys     KeyAuthenticator
-	Logger   *slog.Logger
+	// Idempotency keeps Idempotency-Key outcomes; nil turns the header off.
+	Idempotency IdempotencyStore
+	Logger      *slog.Logger
 	// ReadYourWritesTimeout bounds how long a command waits for the read model
 	// to show its event before answering from the command's own state.
 	ReadYourWritesTimeout time.Duration
@@ -88,7 +90,7 @@ func NewServer(cfg Config) *Server {
 			err: domain.Errorf(domain.EINVALID, "method %s is not allowed on %s", r.Method, r.URL.Path)})
 	}))
 	v1 := s.router.PathPrefix("/v1").Subrouter()
-	v1.Use(s.withPrincipal)
+	v1.Use(s.withPrincipal, s.withIdempotency)
 	s.registerAnomalyRoutes(v1)
 	s.registerAgentRoutes(v1)
 	s.srv = &http.Server{

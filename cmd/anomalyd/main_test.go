@@ -499,3 +499,12 @@ func TestRestartKeepsStateAndPublishesNoEffectTwice(t *testing.T) {
 		t.Fatalf("effects after restart = %v, want each of agent.throttled, agent.restored once", got)
 	}
 }
+
+func readAll(t *testing.T, res *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

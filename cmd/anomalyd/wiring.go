@@ -15,6 +15,7 @@ import (
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
 	anomalyhttp "github.com/anomalyd/anomalyd/http"
+	"github.com/anomalyd/anomalyd/idempotency"
 	"github.com/anomalyd/anomalyd/natseffects"
 	"github.com/anomalyd/anomalyd/projections"
 	"github.com/nats-io/nats-server/v2/server"
@@ -72,6 +73,10 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	idem, err := idempotency.New(ctx, js, idempotency.Config{})
+	if err != nil {
+		return err
+	}
 	keys, err := auth.OpenKeyring(m.cfg.KeysFile, m.logger)
 	if err != nil {
 		return err
@@ -102,7 +107,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Addr:     m.cfg.Addr,
 		Commands: app.NewService(store, app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents})),
 		Reader:   anomalies, Agents: agents, Waiter: readModel,
-		Keys: keys, Logger: m.logger,
+		Keys: keys, Idempotency: idem, Logger: m.logger,
 	})
 	if err := m.http.Open(); err != nil {
 		return err
