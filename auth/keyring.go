@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -21,11 +22,13 @@ type Keyring struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	mu      sync.Mutex
-	byHash  map[string]Key
-	modTime time.Time
-	size    int64
-	checked time.Time
+	mu       sync.Mutex
+	byHash   map[string]Key
+	policies map[string]domain.Policy
+	loads    uint64 // how often the file was (re)loaded
+	modTime  time.Time
+	size     int64
+	checked  time.Time
 }
 
 // OpenKeyring loads the keys file at path (a missing file is an empty keyring,
@@ -48,6 +51,16 @@ func (k *Keyring) Len() int {
 	defer k.mu.Unlock()
 	k.maybeReload()
 	return len(k.byHash)
+}
+
+// Policies returns the auto-response policies the keys file configures, and a
+// generation that changes whenever the file is reloaded, so that a caller can
+// tell whether to look again.
+func (k *Keyring) Policies() (map[string]domain.Policy, uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.maybeReload()
+	return maps.Clone(k.policies), k.loads
 }
 
 // ErrUnknownKey is returned for a secret that matches no live key.
@@ -103,16 +116,21 @@ func (k *Keyring) load() error {
 	if fi, err := os.Stat(k.path); err == nil {
 		modTime, size = fi.ModTime(), fi.Size()
 	}
-	keys, err := ReadKeys(k.path)
+	f, err := ReadFile(k.path)
 	if err != nil {
 		return err
 	}
-	byHash := make(map[string]Key, len(keys))
-	for _, key := range keys {
+	policies, err := f.TenantPolicies()
+	if err != nil {
+		return err
+	}
+	byHash := make(map[string]Key, len(f.Keys))
+	for _, key := range f.Keys {
 		if key.RevokedAt == nil {
 			byHash[key.SecretSHA256] = key
 		}
 	}
-	k.byHash, k.modTime, k.size = byHash, modTime, size
+	k.byHash, k.policies, k.modTime, k.size = byHash, policies, modTime, size
+	k.loads++
 	return nil
 }

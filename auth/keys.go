@@ -36,8 +36,12 @@ type Key struct {
 	RevokedAt    *time.Time `json:"revoked_at"`
 }
 
-type keysFile struct {
-	Keys []Key `json:"keys"`
+// File is the keys file: the API keys, and the tenants' auto-response
+// policies (severity → containment), so that one file holds a tenant's access
+// configuration.
+type File struct {
+	Keys     []Key                        `json:"keys"`
+	Policies map[string]map[string]string `json:"policies,omitempty"`
 }
 
 func hashSecret(secret string) string {
@@ -48,23 +52,50 @@ func hashSecret(secret string) string {
 // ReadKeys returns the keys of the file at path; a missing file has none. It
 // returns an error naming the file when it is not a valid keys file.
 func ReadKeys(path string) ([]Key, error) {
+	f, err := ReadFile(path)
+	return f.Keys, err
+}
+
+// ReadFile reads and checks the keys file at path; a missing file is empty. It
+// returns an error naming the file when it is not a valid keys file.
+func ReadFile(path string) (File, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return File{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read keys file: %w", err)
+		return File{}, fmt.Errorf("read keys file: %w", err)
 	}
-	var f keysFile
+	var f File
 	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("keys file %s: %w", path, err)
+		return File{}, fmt.Errorf("keys file %s: %w", path, err)
 	}
 	for i, k := range f.Keys {
 		if err := k.validate(); err != nil {
-			return nil, fmt.Errorf("keys file %s: key %d: %w", path, i, err)
+			return File{}, fmt.Errorf("keys file %s: key %d: %w", path, i, err)
 		}
 	}
-	return f.Keys, nil
+	if _, err := f.TenantPolicies(); err != nil {
+		return File{}, fmt.Errorf("keys file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// TenantPolicies returns the auto-response policy of every tenant the file
+// configures one for. It returns an error naming a malformed entry.
+func (f File) TenantPolicies() (map[string]domain.Policy, error) {
+	out := make(map[string]domain.Policy, len(f.Policies))
+	for tenant, m := range f.Policies {
+		if !domain.ValidTenant(tenant) {
+			return nil, fmt.Errorf("policies: tenant %q must match [A-Za-z0-9_-]{1,64}", tenant)
+		}
+		p, err := domain.ParsePolicy(m)
+		if err != nil {
+			return nil, fmt.Errorf("policies: tenant %s: %v", tenant, domain.ErrorMessage(err))
+		}
+		out[tenant] = p
+	}
+	return out, nil
 }
 
 func (k Key) validate() error {
@@ -84,9 +115,9 @@ func (k Key) validate() error {
 	return nil
 }
 
-// writeKeys replaces the keys file atomically, readable by its owner only.
-func writeKeys(path string, keys []Key) error {
-	b, err := json.MarshalIndent(keysFile{Keys: keys}, "", "  ")
+// writeFile replaces the keys file atomically, readable by its owner only.
+func writeFile(path string, f File) error {
+	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -120,7 +151,7 @@ var keysLock sync.Mutex
 func CreateKey(path, tenant, name string, scopes []string, now time.Time) (Key, string, error) {
 	keysLock.Lock()
 	defer keysLock.Unlock()
-	keys, err := ReadKeys(path)
+	f, err := ReadFile(path)
 	if err != nil {
 		return Key{}, "", err
 	}
@@ -144,7 +175,8 @@ func CreateKey(path, tenant, name string, scopes []string, now time.Time) (Key, 
 	if err := k.validate(); err != nil {
 		return Key{}, "", err
 	}
-	if err := writeKeys(path, append(keys, k)); err != nil {
+	f.Keys = append(f.Keys, k)
+	if err := writeFile(path, f); err != nil {
 		return Key{}, "", err
 	}
 	return k, secret, nil
@@ -155,17 +187,17 @@ func CreateKey(path, tenant, name string, scopes []string, now time.Time) (Key, 
 func RevokeKey(path, id string, now time.Time) (Key, error) {
 	keysLock.Lock()
 	defer keysLock.Unlock()
-	keys, err := ReadKeys(path)
+	f, err := ReadFile(path)
 	if err != nil {
 		return Key{}, err
 	}
-	for i := range keys {
-		if keys[i].ID == id {
-			if keys[i].RevokedAt == nil {
+	for i := range f.Keys {
+		if f.Keys[i].ID == id {
+			if f.Keys[i].RevokedAt == nil {
 				at := now.UTC().Truncate(time.Second)
-				keys[i].RevokedAt = &at
+				f.Keys[i].RevokedAt = &at
 			}
-			return keys[i], writeKeys(path, keys)
+			return f.Keys[i], writeFile(path, f)
 		}
 	}
 	return Key{}, fmt.Errorf("no key with id %q", id)
@@ -185,4 +217,28 @@ func ParseScopes(s string) ([]string, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// SetPolicy sets tenant's auto-response policy in the keys file at path. The
+// running server records the change in the tenant's log and applies it to
+// anomalies reported from then on.
+func SetPolicy(path, tenant string, p domain.Policy) error {
+	keysLock.Lock()
+	defer keysLock.Unlock()
+	if !domain.ValidTenant(tenant) {
+		return fmt.Errorf("tenant %q must match [A-Za-z0-9_-]{1,64}", tenant)
+	}
+	f, err := ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if f.Policies == nil {
+		f.Policies = map[string]map[string]string{}
+	}
+	m := map[string]string{}
+	for sev, c := range p.Complete() {
+		m[string(sev)] = c.String()
+	}
+	f.Policies[tenant] = m
+	return writeFile(path, f)
 }

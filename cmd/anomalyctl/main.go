@@ -23,9 +23,12 @@ commands:
   keys create --tenant T --scopes S1,S2 [--name N]   add an API key; prints its secret once
   keys list                                          list the keys (never their secrets)
   keys revoke <key-id>                               revoke a key; the server stops accepting it within a second
+  policy set --tenant T [--low C] [--medium C] [--high C] [--critical C]
+                                                     set a tenant's auto-response (C: none, throttled, suspended, quarantined)
+  policy show                                        print the auto-response policies
   effects tail [--tenant T] [--all] [-n N]           print agent effects as they are stored (--nats-url, env ANOMALYD_NATS_URL)
 
-Every keys command takes --keys-file (env ANOMALYD_KEYS_FILE; default <data-dir>/keys.json)
+Every keys and policy command takes --keys-file (env ANOMALYD_KEYS_FILE; default <data-dir>/keys.json)
 and --data-dir (env ANOMALYD_DATA_DIR; default ./data).
 `
 
@@ -34,7 +37,7 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) < 2 || (args[0] != "keys" && args[0] != "effects") {
+	if len(args) < 2 || (args[0] != "keys" && args[0] != "effects" && args[0] != "policy") {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
@@ -44,6 +47,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		ctx, stop := signalContext()
 		defer stop()
 		err = effectsTail(ctx, args[2:], getenv, stdout, stderr)
+	case "policy set":
+		err = policySet(args[2:], getenv, stdout, stderr)
+	case "policy show":
+		err = policyShow(args[2:], getenv, stdout, stderr)
 	case "keys create":
 		err = keysCreate(args[2:], getenv, stdout, stderr)
 	case "keys list":

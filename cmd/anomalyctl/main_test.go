@@ -274,3 +274,22 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+func TestPolicySetAndShow(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	mustRun(t, env(nil), "keys", "create", "--keys-file", path, "--tenant", "acme", "--scopes", "anomalies:read")
+	out := mustRun(t, env(nil), "policy", "set", "--keys-file", path, "--tenant", "acme", "--medium", "suspended").stdout
+	if !strings.Contains(out, "medium=suspended") || !strings.Contains(out, "critical=quarantined") {
+		t.Fatalf("policy set printed %q", out)
+	}
+	mustRun(t, env(nil), "policy", "set", "--keys-file", path, "--tenant", "acme", "--low", "throttled")
+	out = mustRun(t, env(nil), "policy", "show", "--keys-file", path).stdout
+	if !strings.Contains(out, "acme: low=throttled medium=suspended high=suspended critical=quarantined") {
+		t.Fatalf("policy show = %q: the second set must keep the first one's medium", out)
+	}
+	onlyKey(t, path) // setting a policy keeps the keys
+	if r := runCtl(t, env(nil), "policy", "set", "--keys-file", path, "--tenant", "acme", "--high", "revoked"); r.code == 0 ||
+		!strings.Contains(r.stderr, "cannot revoke") {
+		t.Fatalf("revoked as auto-response: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -82,8 +82,8 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 
-	anomalies, agents := projections.NewAnomalies(), projections.NewAgents()
-	readModel := projections.NewRunner("read-model", store, projections.Multi{anomalies, agents}, m.logger)
+	anomalies, agents, policies := projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()
+	readModel := projections.NewRunner("read-model", store, projections.Multi{anomalies, agents, policies}, m.logger)
 	effects := projections.NewRunner("effects", store, projections.NewEffects(sink, m.logger), m.logger)
 	m.runners = []*projections.Runner{readModel, effects}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -103,9 +103,21 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.logger.Info("read model caught up", "position", readModel.Position(), "took", time.Since(start).Round(time.Millisecond))
 
+	svc := app.NewService(store, app.WithPolicy(policies.Get),
+		app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents}))
+	policySyncer := &policySync{svc: svc, keys: keys, recorded: policies, runner: readModel, logger: m.logger, source: "keys file " + m.cfg.KeysFile}
+	if err := policySyncer.run(ctx); err != nil {
+		return fmt.Errorf("auto-response policies: %w", err)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		policySyncer.watch(runCtx)
+	}()
+
 	m.http = anomalyhttp.NewServer(anomalyhttp.Config{
 		Addr:     m.cfg.Addr,
-		Commands: app.NewService(store, app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents})),
+		Commands: svc,
 		Reader:   anomalies, Agents: agents, Waiter: readModel,
 		Keys: keys, Idempotency: idem, Logger: m.logger,
 	})
