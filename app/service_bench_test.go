@@ -20,6 +20,12 @@ var benchPrincipal = domain.Principal{
 // same store as the default deployment, without the network.
 func newService(tb testing.TB) *app.Service {
 	tb.Helper()
+	svc, _ := newServiceAndStore(tb)
+	return svc
+}
+
+func newServiceAndStore(tb testing.TB) (*app.Service, *jetstream.Store) {
+	tb.Helper()
 	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: tb.TempDir(), DontListen: true}, nil)
 	if err != nil {
 		tb.Fatal(err)
@@ -38,7 +44,7 @@ func newService(tb testing.TB) *app.Service {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return app.NewService(store)
+	return app.NewService(store), store
 }
 
 func reportOne(tb testing.TB, svc *app.Service, ctx context.Context) uuid.UUID {
