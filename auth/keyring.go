@@ -11,8 +11,9 @@ import (
 	"github.com/anomalyd/anomalyd/domain"
 )
 
-// reloadEvery bounds how often the keyring looks at the keys file: a key added
-// or revoked with anomalyctl takes effect within this time, without a restart.
+// reloadEvery bounds how often the keyring looks at the keys file: a key
+// revoked with anomalyctl stops working within this time, without a restart. A
+// secret that matches no key makes it look at once, so a new key works at once.
 const reloadEvery = time.Second
 
 // Keyring authenticates API key secrets against a keys file, and picks up
@@ -75,7 +76,13 @@ func (k *Keyring) Authenticate(secret string) (domain.Principal, error) {
 	k.maybeReload()
 	key, ok := k.byHash[h]
 	if !ok {
-		return domain.Principal{}, ErrUnknownKey
+		// A key created a moment ago must work at once: look at the file again
+		// now rather than at the next periodic check (a stat when unchanged).
+		k.checked = time.Time{}
+		k.maybeReload()
+		if key, ok = k.byHash[h]; !ok {
+			return domain.Principal{}, ErrUnknownKey
+		}
 	}
 	return domain.Principal{
 		Actor:  domain.Actor{ID: key.ID, Kind: domain.ActorAPIKey},

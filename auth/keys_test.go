@@ -551,3 +551,23 @@ func TestParseScopes(t *testing.T) {
 		})
 	}
 }
+
+// A key created while the server runs works on its very first request: an
+// unknown secret makes the keyring look at the file again at once.
+func TestNewKeyWorksAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	if _, _, err := auth.CreateKey(path, "acme", "first", []string{domain.ScopeAnomaliesRead}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	k, err := auth.OpenKeyring(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := auth.CreateKey(path, "acme", "second", []string{domain.ScopeAnomaliesRead}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Authenticate(secret); err != nil {
+		t.Fatalf("a key created a moment ago: %v", err)
+	}
+}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/natseffects"
+	"github.com/anomalyd/anomalyd/projections"
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 )
@@ -22,6 +24,7 @@ func effectsTail(ctx context.Context, args []string, getenv func(string) string,
 	fs.SetOutput(stderr)
 	url := fs.String("nats-url", envOr(getenv, "ANOMALYD_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (env ANOMALYD_NATS_URL)")
 	tenant := fs.String("tenant", "", "only this tenant's effects")
+	agent := fs.String("agent", "", "only this agent's effects (needs --tenant)")
 	all := fs.Bool("all", false, "start from the first stored effect instead of new ones")
 	limit := fs.Int("n", 0, "stop after this many effects (0: until interrupted)")
 	if err := fs.Parse(args); err != nil {
@@ -33,6 +36,13 @@ func effectsTail(ctx context.Context, args []string, getenv func(string) string,
 			return fmt.Errorf("--tenant %q: must match [A-Za-z0-9_-]{1,64}", *tenant)
 		}
 		filter = "maip.effects." + *tenant + ".>"
+	}
+	if *agent != "" {
+		id, err := uuid.Parse(*agent)
+		if err != nil || *tenant == "" {
+			return fmt.Errorf("--agent %q: must be a UUID, given with --tenant", *agent)
+		}
+		filter = projections.EffectSubject(*tenant, id)
 	}
 	nc, err := nats.Connect(*url, nats.Name("anomalyctl"))
 	if err != nil {

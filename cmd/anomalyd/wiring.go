@@ -126,7 +126,7 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.logger.Info("anomalyd listening", "addr", "http://"+m.http.Addr(), "nats", m.NATSURL(), "keys_file", m.cfg.KeysFile)
 	if keys.Len() == 0 {
-		m.logger.Warn("no API keys yet: create one, and the server picks it up within a second: " +
+		m.logger.Warn("no API keys yet: create one (the running server accepts it at once): " +
 			"go run ./cmd/anomalyctl keys create --tenant acme --name dev --scopes " + strings.Join(domain.AllScopes, ","))
 	}
 	return nil
