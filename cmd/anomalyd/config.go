@@ -19,7 +19,8 @@ type Config struct {
 	Addr       string // HTTP listen address
 	DataDir    string // embedded NATS storage and, by default, the keys file
 	KeysFile   string
-	Store      string // event-store backend: jetstream
+	Store      string // event-store backend: jetstream or esdb
+	ESDBURL    string // EventStoreDB connection string, with --store esdb
 	NATSURL    string // external NATS; empty runs NATS embedded
 	NATSListen string // client address of the embedded NATS; "off" for none
 	NATSSync   bool   // fsync every JetStream write before acknowledging it
@@ -41,7 +42,8 @@ func (c *Config) settings() []setting {
 		{"addr", "ANOMALYD_ADDR", "127.0.0.1:8080", "HTTP listen address", &c.Addr},
 		{"data-dir", "ANOMALYD_DATA_DIR", "./data", "directory for the embedded NATS JetStream files and the keys file", &c.DataDir},
 		{"keys-file", "ANOMALYD_KEYS_FILE", "", "API keys file (default <data-dir>/keys.json)", &c.KeysFile},
-		{"store", "ANOMALYD_STORE", "jetstream", "event-store backend: jetstream", &c.Store},
+		{"store", "ANOMALYD_STORE", "jetstream", "event-store backend: jetstream or esdb (NATS still carries the effects)", &c.Store},
+		{"esdb-url", "ANOMALYD_ESDB_URL", "", "EventStoreDB/KurrentDB connection string for --store esdb, e.g. esdb://localhost:2113?tls=false", &c.ESDBURL},
 		{"nats-url", "ANOMALYD_NATS_URL", "", "URL of an external NATS cluster with JetStream; empty runs NATS embedded", &c.NATSURL},
 		{"nats-listen", "ANOMALYD_NATS_LISTEN", "127.0.0.1:4222", "client address of the embedded NATS, for effect subscribers; \"off\" opens no port", &c.NATSListen},
 		{"log-format", "ANOMALYD_LOG_FORMAT", "text", "log format: text or json", &c.LogFormat},
@@ -118,8 +120,17 @@ func (c Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("--addr %q: %v", c.Addr, err)
 	}
-	if c.Store != "jetstream" {
-		return fmt.Errorf("--store %q: the available backend is jetstream", c.Store)
+	switch c.Store {
+	case "jetstream":
+		if c.ESDBURL != "" {
+			return fmt.Errorf("--esdb-url is set but --store is jetstream; add --store esdb")
+		}
+	case "esdb":
+		if c.ESDBURL == "" {
+			return fmt.Errorf("--store esdb needs --esdb-url, e.g. esdb://localhost:2113?tls=false")
+		}
+	default:
+		return fmt.Errorf("--store %q: want jetstream or esdb", c.Store)
 	}
 	if c.DataDir == "" && c.NATSURL == "" {
 		return errors.New("--data-dir must not be empty when NATS runs embedded")

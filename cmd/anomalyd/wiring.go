@@ -13,6 +13,8 @@ import (
 	"github.com/anomalyd/anomalyd/app"
 	"github.com/anomalyd/anomalyd/auth"
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
+	"github.com/anomalyd/anomalyd/eventstore/esdb"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
 	anomalyhttp "github.com/anomalyd/anomalyd/http"
 	"github.com/anomalyd/anomalyd/idempotency"
@@ -39,14 +41,15 @@ type Main struct {
 	cfg    Config
 	logger *slog.Logger
 
-	nats     *server.Server // nil with an external NATS
-	nc       *nats.Conn
-	http     *anomalyhttp.Server
-	runners  []*projections.Runner
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	failed   chan error
-	failOnce sync.Once
+	nats       *server.Server // nil with an external NATS
+	nc         *nats.Conn
+	http       *anomalyhttp.Server
+	runners    []*projections.Runner
+	closeStore func()
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	failed     chan error
+	failOnce   sync.Once
 }
 
 // NewMain returns an unopened server for cfg.
@@ -65,7 +68,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	store, err := jetstream.New(ctx, js, jetstream.Config{})
+	store, err := m.openStore(ctx, js)
 	if err != nil {
 		return err
 	}
@@ -124,12 +127,26 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.http.Open(); err != nil {
 		return err
 	}
-	m.logger.Info("anomalyd listening", "addr", "http://"+m.http.Addr(), "nats", m.NATSURL(), "keys_file", m.cfg.KeysFile)
+	m.logger.Info("anomalyd listening", "addr", "http://"+m.http.Addr(), "store", m.cfg.Store,
+		"nats", m.NATSURL(), "keys_file", m.cfg.KeysFile)
 	if keys.Len() == 0 {
 		m.logger.Warn("no API keys yet: create one (the running server accepts it at once): " +
 			"go run ./cmd/anomalyctl keys create --tenant acme --name dev --scopes " + strings.Join(domain.AllScopes, ","))
 	}
 	return nil
+}
+
+// openStore opens the configured event store; NATS carries the effects either way.
+func (m *Main) openStore(ctx context.Context, js njs.JetStream) (eventstore.Store, error) {
+	if m.cfg.Store == "esdb" {
+		s, err := esdb.Open(ctx, esdb.Config{URL: m.cfg.ESDBURL}, m.logger.With("component", "esdb"))
+		if err != nil {
+			return nil, err
+		}
+		m.closeStore = s.Close
+		return s, nil
+	}
+	return jetstream.New(ctx, js, jetstream.Config{})
 }
 
 func (m *Main) openNATS() error {
@@ -186,7 +203,8 @@ func (m *Main) NATSURL() string {
 }
 
 // Close shuts down in reverse order of Open: HTTP (in-flight requests finish),
-// projections, the NATS connection (drained), then the embedded server.
+// projections, the event store, the NATS connection (drained), then the
+// embedded server.
 func (m *Main) Close(ctx context.Context) error {
 	var errs []error
 	if m.http != nil {
@@ -197,6 +215,9 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.cancel != nil {
 		m.cancel()
 		m.wg.Wait()
+	}
+	if m.closeStore != nil {
+		m.closeStore()
 	}
 	if m.nc != nil {
 		if err := m.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
