@@ -42,10 +42,12 @@ func (s *server) settle(key string) {
 	}
 }
 
-func TestAgentContainmentEndToEnd(t *testing.T) {
-	dir := t.TempDir()
+func TestAgentContainmentEndToEnd(t *testing.T) { forEachBackend(t, testAgentContainmentEndToEnd) }
+
+func testAgentContainmentEndToEnd(t *testing.T, b backend) {
+	dir, flags := newEnv(t, b)
 	k := newKeys(t, dir)
-	s := start(t, dir)
+	s := start(t, dir, flags...)
 	want := map[string][]string{}
 	status := func(agent, st string) {
 		t.Helper()
@@ -189,10 +191,12 @@ func bodyFor(cmd string) string {
 	return `{}`
 }
 
-func TestAuditTrailAndRevisit(t *testing.T) {
-	dir := t.TempDir()
+func TestAuditTrailAndRevisit(t *testing.T) { forEachBackend(t, testAuditTrailAndRevisit) }
+
+func testAuditTrailAndRevisit(t *testing.T, b backend) {
+	dir, flags := newEnv(t, b)
 	k := newKeys(t, dir)
-	s := start(t, dir)
+	s := start(t, dir, flags...)
 	agent := uuid.NewString()
 	id := s.report(k.full, agent, "high")
 	s.command(k.full, "/v1/anomalies/"+id+"/investigate", "", 200)
@@ -272,9 +276,13 @@ func (s *server) list(key, query string) ([]string, string, response) {
 }
 
 func TestListPagesWithoutGapsOrDuplicatesUnderInserts(t *testing.T) {
-	dir := t.TempDir()
+	forEachBackend(t, testListPagesWithoutGapsOrDuplicatesUnderInserts)
+}
+
+func testListPagesWithoutGapsOrDuplicatesUnderInserts(t *testing.T, b backend) {
+	dir, flags := newEnv(t, b)
 	k := newKeys(t, dir)
-	s := start(t, dir)
+	s := start(t, dir, flags...)
 	agent := uuid.NewString()
 	var initial []string
 	for i := range 60 {
@@ -367,9 +375,13 @@ func TestListPagesWithoutGapsOrDuplicatesUnderInserts(t *testing.T) {
 }
 
 func TestIdempotencyKeyReplaysFirstResponse(t *testing.T) {
-	dir := t.TempDir()
+	forEachBackend(t, testIdempotencyKeyReplaysFirstResponse)
+}
+
+func testIdempotencyKeyReplaysFirstResponse(t *testing.T, b backend) {
+	dir, flags := newEnv(t, b)
 	k := newKeys(t, dir)
-	s := start(t, dir)
+	s := start(t, dir, flags...)
 	agent := uuid.NewString()
 	body := fmt.Sprintf(`{"agent_id":%q,"anomaly_type":"rate_spike","severity":"high"}`, agent)
 	post := func(path, key, body string) (int, string, http.Header) {
@@ -416,7 +428,7 @@ func TestIdempotencyKeyReplaysFirstResponse(t *testing.T) {
 	}
 
 	s.stop()
-	s = start(t, dir)
+	s = start(t, dir, flags...)
 	st3, third, _ := post("/v1/anomalies", "report-1", body)
 	if st3 != 201 || third != first {
 		t.Fatalf("replay after restart: %d %q, want the first body", st3, third)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,9 @@ import (
 	"github.com/anomalyd/anomalyd/auth"
 	main "github.com/anomalyd/anomalyd/cmd/anomalyd"
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
+	"github.com/anomalyd/anomalyd/eventstore/esdb"
+	"github.com/anomalyd/anomalyd/eventstore/esdb/esdbtest"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
 	"github.com/anomalyd/anomalyd/natseffects"
 	"github.com/anomalyd/anomalyd/projections"
@@ -33,7 +37,7 @@ type server struct {
 	base  string
 	nc    *nats.Conn
 	js    njs.JetStream
-	store *jetstream.Store
+	store eventstore.Store
 }
 
 // keys are the credentials the tests use, created in the keys file once per data dir.
@@ -83,10 +87,7 @@ func start(t *testing.T, dataDir string, flags ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := jetstream.New(ctx, js, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := testStore(t, ctx, js, flags)
 	s := &server{t: t, m: m, base: "http://" + m.HTTPAddr(), nc: nc, js: js, store: store}
 	t.Cleanup(s.stop)
 	return s
@@ -236,10 +237,12 @@ func effectTypes(ces []projections.CloudEvent) []string {
 	return out
 }
 
-func TestResolveEndToEnd(t *testing.T) {
-	dir := t.TempDir()
+func TestResolveEndToEnd(t *testing.T) { forEachBackend(t, testResolveEndToEnd) }
+
+func testResolveEndToEnd(t *testing.T, b backend) {
+	dir, flags := newEnv(t, b)
 	k := newKeys(t, dir)
-	s := start(t, dir)
+	s := start(t, dir, flags...)
 	agent := uuid.NewString()
 
 	// A live subscriber, as agent control would run it.
@@ -412,9 +415,13 @@ func TestResolveEndToEnd(t *testing.T) {
 }
 
 func TestConcurrentResolvesHaveOneWinner(t *testing.T) {
-	dir := t.TempDir()
+	forEachBackend(t, testConcurrentResolvesHaveOneWinner)
+}
+
+func testConcurrentResolvesHaveOneWinner(t *testing.T, b backend) {
+	dir, flags := newEnv(t, b)
 	k := newKeys(t, dir)
-	s := start(t, dir)
+	s := start(t, dir, flags...)
 	id := s.report(k.full, uuid.NewString(), "critical")
 
 	const n = 50
@@ -463,12 +470,17 @@ func TestConcurrentResolvesHaveOneWinner(t *testing.T) {
 }
 
 func TestRestartKeepsStateAndPublishesNoEffectTwice(t *testing.T) {
+	forEachBackend(t, testRestartKeepsStateAndPublishesNoEffectTwice)
+}
+
+func testRestartKeepsStateAndPublishesNoEffectTwice(t *testing.T, b backend) {
 	// A short duplicate window, waited out before the restart, so that only the
 	// publisher's checkpoint can keep an effect from being stored twice.
 	const window = 200 * time.Millisecond
-	dir := t.TempDir()
+	dir, flags := newEnv(t, b)
+	flags = append(flags, "--effects-duplicate-window", window.String())
 	k := newKeys(t, dir)
-	s := start(t, dir, "--effects-duplicate-window", window.String())
+	s := start(t, dir, flags...)
 	agent := uuid.NewString()
 	id := s.report(k.full, agent, "medium")
 	if r := s.do("POST", "/v1/anomalies/"+id+"/resolve", k.full, "acme", `{"resolution":"accepted_risk"}`); r.status != 200 {
@@ -480,7 +492,7 @@ func TestRestartKeepsStateAndPublishesNoEffectTwice(t *testing.T) {
 	s.stop()
 	time.Sleep(2 * window)
 
-	s = start(t, dir, "--effects-duplicate-window", window.String())
+	s = start(t, dir, flags...)
 	r := s.do("GET", "/v1/anomalies/"+id, k.full, "acme", "")
 	if r.status != 200 || r.body["status"] != "resolved" || r.body["resolution"] != "accepted_risk" {
 		t.Fatalf("after restart: %d %s", r.status, r.raw)
@@ -516,4 +528,51 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// backend names an event-store backend the end-to-end tests run on.
+type backend string
+
+var backends = []backend{"jetstream", "esdb"}
+
+// forEachBackend runs an end-to-end test once per event-store backend.
+func forEachBackend(t *testing.T, f func(*testing.T, backend)) {
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) { f(t, b) })
+	}
+}
+
+// newEnv returns a data directory and the flags that select backend b; for
+// esdb it starts an EventStoreDB protocol server on loopback that outlives
+// restarts of anomalyd within the test.
+func newEnv(t *testing.T, b backend) (string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	if b != "esdb" {
+		return dir, nil
+	}
+	srv, err := esdbtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return dir, []string{"--store", "esdb", "--esdb-url", srv.URL()}
+}
+
+// testStore opens, for the test's own reads, the store that flags select.
+func testStore(t *testing.T, ctx context.Context, js njs.JetStream, flags []string) eventstore.Store {
+	t.Helper()
+	if i := slices.Index(flags, "--esdb-url"); i >= 0 {
+		s, err := esdb.Open(ctx, esdb.Config{URL: flags[i+1]}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	s, err := jetstream.New(ctx, js, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

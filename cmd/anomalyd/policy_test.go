@@ -47,14 +47,18 @@ func (s *server) autoResponse(key, severity string) string {
 }
 
 func TestTenantPolicyFromKeysFileIsRecorded(t *testing.T) {
-	dir := t.TempDir()
+	forEachBackend(t, testTenantPolicyFromKeysFileIsRecorded)
+}
+
+func testTenantPolicyFromKeysFileIsRecorded(t *testing.T, b backend) {
+	dir, flags := newEnv(t, b)
 	k := newKeys(t, dir)
 	strict := domain.DefaultPolicy()
 	strict[domain.SeverityMedium] = domain.ContainmentSuspended
 	if err := auth.SetPolicy(dir+"/keys.json", "acme", strict); err != nil {
 		t.Fatal(err)
 	}
-	s := start(t, dir)
+	s := start(t, dir, flags...)
 
 	if got := s.autoResponse(k.full, "medium"); got != "suspended" {
 		t.Fatalf("medium under the configured policy: %s, want suspended", got)
@@ -95,7 +99,7 @@ func TestTenantPolicyFromKeysFileIsRecorded(t *testing.T) {
 	t.Run("RestartRecordsNothingNew", func(t *testing.T) {
 		before := len(s.policyEvents("acme"))
 		s.stop()
-		s = start(t, dir)
+		s = start(t, dir, flags...)
 		if got := len(s.policyEvents("acme")); got != before {
 			t.Fatalf("restart recorded %d policy changes, want none", got-before)
 		}
@@ -112,7 +116,7 @@ func TestTenantPolicyFromKeysFileIsRecorded(t *testing.T) {
 		if err := writeFileAtomic(dir+"/keys.json", b); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := main.ParseConfig([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--nats-listen", "off"},
+		cfg, err := main.ParseConfig(append([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--nats-listen", "off"}, flags...),
 			func(string) string { return "" }, io.Discard)
 		if err != nil {
 			t.Fatal(err)
