@@ -170,18 +170,20 @@ func (a *AgentContainment) Clone() AgentContainment {
 type Agent struct {
 	stream  StreamID
 	version uint64
+	hash    string
 	changes []Event
 }
 
 // LoadAgent rebuilds an agent from the events of its stream (none for an agent
-// no one has restored or revoked yet).
+// no one has restored or revoked yet). It returns an INTERNAL_ERROR *Error when
+// their hash chain is broken.
 func LoadAgent(tenant string, id uuid.UUID, events []Event) (*Agent, error) {
 	a := &Agent{stream: AgentStream(tenant, id)}
+	if err := VerifyChain(events); err != nil {
+		return nil, err
+	}
 	for _, e := range events {
-		if e.Version != a.version+1 {
-			return nil, Errorf(EINTERNAL, "agent %s: event version %d after version %d", id, e.Version, a.version)
-		}
-		a.version = e.Version
+		a.version, a.hash = e.Version, e.Hash
 	}
 	return a, nil
 }
@@ -193,11 +195,11 @@ func (a *Agent) Changes() []Event { return a.changes }
 func (a *Agent) LoadedVersion() uint64 { return a.version - uint64(len(a.changes)) }
 
 func (a *Agent) record(m Meta, typ string, data any) error {
-	e, err := newEvent(m, a.stream, a.version+1, typ, data)
+	e, err := newEvent(m, a.stream, a.version+1, a.hash, typ, data)
 	if err != nil {
 		return err
 	}
-	a.version++
+	a.version, a.hash = e.Version, e.Hash
 	a.changes = append(a.changes, e)
 	return nil
 }

@@ -41,6 +41,7 @@ type AnomalyState struct {
 	UpdatedAt           time.Time
 	ResolvedAt          *time.Time
 	Version             uint64
+	Hash                string // of the last event: the next event's prev_hash
 }
 
 // Apply folds one event of the anomaly's stream into s. It returns an
@@ -92,7 +93,7 @@ func (s *AnomalyState) Apply(e Event) error {
 	default:
 		return Errorf(EINTERNAL, "anomaly %s: unknown event type %q", s.ID, e.Type)
 	}
-	s.Version = e.Version
+	s.Version, s.Hash = e.Version, e.Hash
 	return nil
 }
 
@@ -110,12 +111,15 @@ type Anomaly struct {
 	changes []Event
 }
 
-// LoadAnomaly rebuilds an anomaly from its events, oldest first. It returns a
-// NOT_FOUND *Error when there are none and an INTERNAL_ERROR *Error when they do
-// not fold.
+// LoadAnomaly rebuilds an anomaly from its events, oldest first, after checking
+// their hash chain. It returns a NOT_FOUND *Error when there are none and an
+// INTERNAL_ERROR *Error when the chain is broken or they do not fold.
 func LoadAnomaly(events []Event) (*Anomaly, error) {
 	if len(events) == 0 {
 		return nil, Errorf(ENOTFOUND, "anomaly not found")
+	}
+	if err := VerifyChain(events); err != nil {
+		return nil, err
 	}
 	a := &Anomaly{}
 	for _, e := range events {
@@ -137,7 +141,7 @@ func (a *Anomaly) Changes() []Event { return a.changes }
 func (a *Anomaly) LoadedVersion() uint64 { return a.state.Version - uint64(len(a.changes)) }
 
 func (a *Anomaly) record(m Meta, typ string, data any) error {
-	e, err := newEvent(m, AnomalyStream(a.state.Tenant, a.state.ID), a.state.Version+1, typ, data)
+	e, err := newEvent(m, AnomalyStream(a.state.Tenant, a.state.ID), a.state.Version+1, a.state.Hash, typ, data)
 	if err != nil {
 		return err
 	}

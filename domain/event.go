@@ -55,6 +55,10 @@ type Event struct {
 	OccurredAt time.Time       `json:"occurred_at"`
 	Actor      Actor           `json:"actor"`
 	Data       json.RawMessage `json:"data"`
+	// PrevHash is the hash of the previous event of the stream ("" for the
+	// first) and Hash this event's own (HashEvent): each stream is a hash chain.
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
 }
 
 // wireEvent is the envelope as stored: the stream travels as its three parts.
@@ -68,6 +72,8 @@ type wireEvent struct {
 	OccurredAt time.Time       `json:"occurred_at"`
 	Actor      Actor           `json:"actor"`
 	Data       json.RawMessage `json:"data"`
+	PrevHash   string          `json:"prev_hash"`
+	Hash       string          `json:"hash"`
 }
 
 // MarshalEvent encodes an event as the stores keep it.
@@ -75,7 +81,7 @@ func MarshalEvent(e Event) ([]byte, error) {
 	return json.Marshal(wireEvent{
 		ID: e.ID, Type: e.Type, Category: e.Stream.Category, StreamID: e.Stream.ID,
 		Version: e.Version, TenantID: e.TenantID, OccurredAt: e.OccurredAt.UTC(),
-		Actor: e.Actor, Data: e.Data,
+		Actor: e.Actor, Data: e.Data, PrevHash: e.PrevHash, Hash: e.Hash,
 	})
 }
 
@@ -92,6 +98,7 @@ func UnmarshalEvent(b []byte) (Event, error) {
 	return Event{
 		ID: w.ID, Type: w.Type, Stream: StreamID{Tenant: w.TenantID, Category: w.Category, ID: w.StreamID},
 		Version: w.Version, TenantID: w.TenantID, OccurredAt: w.OccurredAt, Actor: w.Actor, Data: w.Data,
+		PrevHash: w.PrevHash, Hash: w.Hash,
 	}, nil
 }
 
@@ -100,16 +107,19 @@ var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // ValidTenant reports whether s is a well-formed tenant id: [A-Za-z0-9_-]{1,64}.
 func ValidTenant(s string) bool { return tenantPattern.MatchString(s) }
 
-// newEvent builds an event of the given type for a stream at a version.
-func newEvent(m Meta, stream StreamID, version uint64, typ string, data any) (Event, error) {
+// newEvent builds an event of the given type for a stream at a version, chained
+// to the previous event of the stream by its hash prev.
+func newEvent(m Meta, stream StreamID, version uint64, prev, typ string, data any) (Event, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return Event{}, fmt.Errorf("encode %s: %w", typ, err)
 	}
-	return Event{
+	e := Event{
 		ID: m.EventID, Type: typ, Stream: stream, Version: version, TenantID: stream.Tenant,
-		OccurredAt: m.At.UTC(), Actor: m.Actor, Data: raw,
-	}, nil
+		OccurredAt: m.At.UTC(), Actor: m.Actor, Data: raw, PrevHash: prev,
+	}
+	e.Hash = HashEvent(e)
+	return e, nil
 }
 
 // Meta is what the caller of a command supplies besides its arguments: the id of

@@ -77,6 +77,7 @@ type TenantPolicy struct {
 	tenant  string
 	policy  Policy
 	version uint64
+	hash    string
 	changes []Event
 }
 
@@ -84,6 +85,9 @@ type TenantPolicy struct {
 // has the default policy.
 func LoadPolicy(tenant string, events []Event) (*TenantPolicy, error) {
 	t := &TenantPolicy{tenant: tenant, policy: DefaultPolicy()}
+	if err := VerifyChain(events); err != nil {
+		return nil, err
+	}
 	for _, e := range events {
 		if err := t.apply(e); err != nil {
 			return nil, err
@@ -100,7 +104,7 @@ func (t *TenantPolicy) apply(e Event) error {
 	if err := decodeData(e, &d); err != nil {
 		return err
 	}
-	t.policy, t.version = Policy(d.AutoResponse).Complete(), e.Version
+	t.policy, t.version, t.hash = Policy(d.AutoResponse).Complete(), e.Version, e.Hash
 	return nil
 }
 
@@ -125,7 +129,7 @@ func (t *TenantPolicy) Change(p Policy, source string, m Meta) (bool, error) {
 			return false, Errorf(EINVALID, "severity %s: auto-response %s is not allowed", s, c)
 		}
 	}
-	e, err := newEvent(m, PolicyStream(t.tenant), t.version+1, EventPolicyChanged, PolicyChanged{AutoResponse: p, Source: source})
+	e, err := newEvent(m, PolicyStream(t.tenant), t.version+1, t.hash, EventPolicyChanged, PolicyChanged{AutoResponse: p, Source: source})
 	if err != nil {
 		return false, err
 	}
