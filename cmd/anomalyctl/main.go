@@ -1,5 +1,6 @@
 // Command anomalyctl is the operator's tool for anomalyd: it manages the API
-// keys file and watches the effects that agent control receives.
+// keys file and the tenants' auto-response policies, verifies the hash chains
+// of the event log, and watches the effects that agent control receives.
 package main
 
 import (
@@ -26,6 +27,9 @@ commands:
   policy set --tenant T [--low C] [--medium C] [--high C] [--critical C]
                                                      set a tenant's auto-response (C: none, throttled, suspended, quarantined)
   policy show                                        print the auto-response policies
+  verify [--tenant T [--anomaly ID]]                  recompute every hash chain of the log; exit 1 on a broken one
+                                                     (--nats-url of the running anomalyd, --offline-data-dir DIR,
+                                                      or --store esdb --esdb-url URL)
   effects tail [--tenant T] [--all] [-n N]           print agent effects as they are stored (--nats-url, env ANOMALYD_NATS_URL)
 
 Every keys and policy command takes --keys-file (env ANOMALYD_KEYS_FILE; default <data-dir>/keys.json)
@@ -37,6 +41,11 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) >= 1 && args[0] == "verify" {
+		ctx, stop := signalContext()
+		defer stop()
+		return exitCode(verify(ctx, args[1:], getenv, stdout, stderr), stderr)
+	}
 	if len(args) < 2 || (args[0] != "keys" && args[0] != "effects" && args[0] != "policy") {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -61,6 +70,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	return exitCode(err, stderr)
+}
+
+// exitCode reports err and returns the process's exit code.
+func exitCode(err error, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

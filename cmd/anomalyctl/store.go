@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/anomalyd/anomalyd/eventstore"
+	"github.com/anomalyd/anomalyd/eventstore/esdb"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+// storeFlags declares the flags that say where the event log is, and returns a
+// function that opens it once the flags are parsed.
+func storeFlags(fs *flag.FlagSet, getenv func(string) string) func(context.Context) (eventstore.Store, func(), error) {
+	store := fs.String("store", envOr(getenv, "ANOMALYD_STORE", "jetstream"), "event-store backend: jetstream or esdb (env ANOMALYD_STORE)")
+	natsURL := fs.String("nats-url", envOr(getenv, "ANOMALYD_NATS_URL", "nats://127.0.0.1:4222"),
+		"NATS of the running anomalyd, whose JetStream holds the log (env ANOMALYD_NATS_URL)")
+	offline := fs.String("offline-data-dir", "", "read the log straight from this data directory, with anomalyd stopped")
+	esdbURL := fs.String("esdb-url", getenv("ANOMALYD_ESDB_URL"), "EventStoreDB connection string, with --store esdb (env ANOMALYD_ESDB_URL)")
+	return func(ctx context.Context) (eventstore.Store, func(), error) {
+		switch *store {
+		case "esdb":
+			if *esdbURL == "" {
+				return nil, nil, errors.New("--store esdb needs --esdb-url")
+			}
+			s, err := esdb.Open(ctx, esdb.Config{URL: *esdbURL}, nil)
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, s.Close, nil
+		case "jetstream":
+		default:
+			return nil, nil, fmt.Errorf("--store %q: want jetstream or esdb", *store)
+		}
+		var nc *nats.Conn
+		closeAll := func() {}
+		if *offline != "" {
+			if _, err := os.Stat(*offline); err != nil {
+				return nil, nil, fmt.Errorf("--offline-data-dir: %w", err)
+			}
+			ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: *offline, DontListen: true}, nil)
+			if err != nil {
+				return nil, nil, err
+			}
+			if nc, err = jetstream.ConnectEmbedded(ns, "anomalyctl"); err != nil {
+				ns.Shutdown()
+				return nil, nil, err
+			}
+			closeAll = func() { nc.Close(); ns.Shutdown(); ns.WaitForShutdown() }
+		} else {
+			var err error
+			if nc, err = nats.Connect(*natsURL, nats.Name("anomalyctl")); err != nil {
+				return nil, nil, fmt.Errorf("connect to %s: %w (is anomalyd running? for a stopped one use --offline-data-dir)", *natsURL, err)
+			}
+			closeAll = nc.Close
+		}
+		js, err := njs.New(nc)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		s, err := jetstream.New(ctx, js, jetstream.Config{})
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		return s, closeAll, nil
+	}
+}
