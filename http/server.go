@@ -61,6 +61,10 @@ type Config struct {
 	// Idempotency keeps Idempotency-Key outcomes; nil turns the header off.
 	Idempotency IdempotencyStore
 	Logger      *slog.Logger
+	// RateLimit is each tenant's sustained request rate (per second) and
+	// RateBurst its bucket; 0 turns rate limiting off.
+	RateLimit float64
+	RateBurst int
 	// ReadYourWritesTimeout bounds how long a command waits for the read model
 	// to show its event before answering from the command's own state.
 	ReadYourWritesTimeout time.Duration
@@ -68,11 +72,12 @@ type Config struct {
 
 // Server is the HTTP API.
 type Server struct {
-	cfg    Config
-	logger *slog.Logger
-	ln     net.Listener
-	srv    *http.Server
-	router *mux.Router
+	cfg     Config
+	logger  *slog.Logger
+	ln      net.Listener
+	srv     *http.Server
+	router  *mux.Router
+	limiter *tenantLimiter
 }
 
 // NewServer returns a server for cfg; Open starts it.
@@ -80,7 +85,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.ReadYourWritesTimeout == 0 {
 		cfg.ReadYourWritesTimeout = 5 * time.Second
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, router: mux.NewRouter()}
+	s := &Server{cfg: cfg, logger: cfg.Logger, router: mux.NewRouter(), limiter: newTenantLimiter(cfg.RateLimit, cfg.RateBurst)}
 	s.router.Use(s.withTrace, s.withRecover, s.withAccessLog)
 	s.router.NotFoundHandler = s.withTrace(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, domain.Errorf(domain.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))
@@ -90,7 +95,7 @@ func NewServer(cfg Config) *Server {
 			err: domain.Errorf(domain.EINVALID, "method %s is not allowed on %s", r.Method, r.URL.Path)})
 	}))
 	v1 := s.router.PathPrefix("/v1").Subrouter()
-	v1.Use(s.withPrincipal, s.withIdempotency)
+	v1.Use(s.withPrincipal, s.withRateLimit, s.withIdempotency)
 	s.registerAnomalyRoutes(v1)
 	s.registerAgentRoutes(v1)
 	s.srv = &http.Server{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -28,6 +29,8 @@ type Config struct {
 	// a re-published effect; the publisher's own checkpoint makes re-publishing
 	// rare, the window is the second line of defence.
 	EffectsDuplicateWindow time.Duration
+	RateLimit              float64 // requests per second per tenant; 0: off
+	RateBurst              int
 	LogFormat              string // text or json
 	LogLevel               string // debug, info, warn, error
 }
@@ -72,9 +75,15 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	dupDef, dupErr := envDuration(getenv, "ANOMALYD_EFFECTS_DUPLICATE_WINDOW", 2*time.Minute)
 	fs.DurationVar(&c.EffectsDuplicateWindow, "effects-duplicate-window", dupDef,
 		"how long the effects stream drops a re-published effect id (env ANOMALYD_EFFECTS_DUPLICATE_WINDOW)")
+	rateDef, rateErr := envFloat(getenv, "ANOMALYD_RATE_LIMIT", 2000)
+	fs.Float64Var(&c.RateLimit, "rate-limit", rateDef, "requests per second each tenant may make, sustained; 0 turns the limit off (env ANOMALYD_RATE_LIMIT)")
+	burstDef, burstErr := envFloat(getenv, "ANOMALYD_RATE_BURST", 4000)
+	var burst float64
+	fs.Float64Var(&burst, "rate-burst", burstDef, "requests a tenant may make at once above its rate (env ANOMALYD_RATE_BURST)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.RateBurst = int(burst)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if syncErr != nil && !set["nats-sync-always"] {
@@ -83,6 +92,12 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	if dupErr != nil && !set["effects-duplicate-window"] {
 		return c, dupErr
 	}
+	if rateErr != nil && !set["rate-limit"] {
+		return c, rateErr
+	}
+	if burstErr != nil && !set["rate-burst"] {
+		return c, burstErr
+	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
@@ -90,6 +105,18 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		c.KeysFile = filepath.Join(c.DataDir, "keys.json")
 	}
 	return c, c.validate()
+}
+
+func envFloat(getenv func(string) string, name string, def float64) (float64, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return def, fmt.Errorf("%s=%q: want a number", name, v)
+	}
+	return f, nil
 }
 
 func envDuration(getenv func(string) string, name string, def time.Duration) (time.Duration, error) {
@@ -142,6 +169,12 @@ func (c Config) validate() error {
 	}
 	if c.EffectsDuplicateWindow < 100*time.Millisecond {
 		return fmt.Errorf("--effects-duplicate-window %s: must be at least 100ms", c.EffectsDuplicateWindow)
+	}
+	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
+		return fmt.Errorf("--rate-limit %v: want 0 (off) or a positive number", c.RateLimit)
+	}
+	if c.RateLimit > 0 && c.RateBurst < 1 {
+		return fmt.Errorf("--rate-burst %d: want at least 1", c.RateBurst)
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -50,7 +50,7 @@ func buildBinary(t *testing.T) string {
 // line that says it listens.
 func launch(t *testing.T, bin, dir string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data-dir", dir, "--nats-listen", "127.0.0.1:0",
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data-dir", dir, "--nats-listen", "127.0.0.1:0", "--rate-limit", "0",
 		"--log-format", "json", "--log-level", "info", "--effects-duplicate-window", "100ms")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

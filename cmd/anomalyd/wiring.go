@@ -123,6 +123,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Commands: svc,
 		Reader:   anomalies, Agents: agents, Waiter: readModel,
 		Keys: keys, Idempotency: idem, Logger: m.logger,
+		RateLimit: m.cfg.RateLimit, RateBurst: m.cfg.RateBurst,
 	})
 	if err := m.http.Open(); err != nil {
 		return err
