@@ -158,9 +158,21 @@ func (s *Server) authenticate(r *http.Request) (domain.Principal, error) {
 		}
 		return p, nil
 	case authz != "":
-		return domain.Principal{}, domain.Errorf(domain.EUNAUTHORIZED, "bearer tokens are not accepted by this server; use X-API-Key")
+		token, ok := strings.CutPrefix(authz, "Bearer ")
+		if !ok || token == "" {
+			return domain.Principal{}, domain.Errorf(domain.EUNAUTHORIZED, "Authorization must be \"Bearer <token>\"")
+		}
+		if s.cfg.Tokens == nil {
+			return domain.Principal{}, domain.Errorf(domain.EUNAUTHORIZED, "bearer tokens are not configured on this server; use X-API-Key")
+		}
+		p, err := s.cfg.Tokens.Verify(token)
+		if err != nil {
+			// The verifier's messages are written to be shown: they never quote the token.
+			return domain.Principal{}, domain.Errorf(domain.EUNAUTHORIZED, "%v", err)
+		}
+		return p, nil
 	}
-	return domain.Principal{}, domain.Errorf(domain.EUNAUTHORIZED, "a credential is required: X-API-Key header")
+	return domain.Principal{}, domain.Errorf(domain.EUNAUTHORIZED, "a credential is required: X-API-Key or Authorization: Bearer")
 }
 
 // principal returns the authenticated principal of a /v1 request.

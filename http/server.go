@@ -45,6 +45,12 @@ type Waiter interface {
 	WaitFor(ctx context.Context, pos uint64) error
 }
 
+// TokenVerifier turns a bearer token into a principal; its errors are safe to
+// show to the client.
+type TokenVerifier interface {
+	Verify(token string) (domain.Principal, error)
+}
+
 // KeyAuthenticator turns an API key secret into a principal.
 type KeyAuthenticator interface {
 	Authenticate(secret string) (domain.Principal, error)
@@ -58,6 +64,8 @@ type Config struct {
 	Agents   AgentReader
 	Waiter   Waiter
 	Keys     KeyAuthenticator
+	// Tokens verifies bearer JWTs; nil refuses them.
+	Tokens TokenVerifier
 	// Idempotency keeps Idempotency-Key outcomes; nil turns the header off.
 	Idempotency IdempotencyStore
 	Logger      *slog.Logger

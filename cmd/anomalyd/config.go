@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,10 +30,19 @@ type Config struct {
 	// a re-published effect; the publisher's own checkpoint makes re-publishing
 	// rare, the window is the second line of defence.
 	EffectsDuplicateWindow time.Duration
-	RateLimit              float64 // requests per second per tenant; 0: off
-	RateBurst              int
-	LogFormat              string // text or json
-	LogLevel               string // debug, info, warn, error
+	// Bearer JWTs: an HS256 secret (from a file or the environment, never a
+	// flag: flags show in the process list), a JWKS URL for RS256/ES256, and
+	// optional issuer and audience checks.
+	JWTSecretFile  string
+	JWTSecret      string
+	JWTJWKSURL     string
+	JWTIssuer      string
+	JWTAudience    string
+	JWTTenantClaim string
+	RateLimit      float64 // requests per second per tenant; 0: off
+	RateBurst      int
+	LogFormat      string // text or json
+	LogLevel       string // debug, info, warn, error
 }
 
 type setting struct {
@@ -49,6 +59,11 @@ func (c *Config) settings() []setting {
 		{"esdb-url", "ANOMALYD_ESDB_URL", "", "EventStoreDB/KurrentDB connection string for --store esdb, e.g. esdb://localhost:2113?tls=false", &c.ESDBURL},
 		{"nats-url", "ANOMALYD_NATS_URL", "", "URL of an external NATS cluster with JetStream; empty runs NATS embedded", &c.NATSURL},
 		{"nats-listen", "ANOMALYD_NATS_LISTEN", "127.0.0.1:4222", "client address of the embedded NATS, for effect subscribers; \"off\" opens no port", &c.NATSListen},
+		{"jwt-hs256-secret-file", "ANOMALYD_JWT_HS256_SECRET_FILE", "", "file holding the HS256 secret for bearer JWTs (at least 32 bytes; ANOMALYD_JWT_HS256_SECRET may hold it instead)", &c.JWTSecretFile},
+		{"jwt-jwks-url", "ANOMALYD_JWT_JWKS_URL", "", "JWKS URL of the RS256/ES256 keys for bearer JWTs", &c.JWTJWKSURL},
+		{"jwt-issuer", "ANOMALYD_JWT_ISSUER", "", "required iss of bearer JWTs (empty: not checked)", &c.JWTIssuer},
+		{"jwt-audience", "ANOMALYD_JWT_AUDIENCE", "", "required aud of bearer JWTs (empty: not checked)", &c.JWTAudience},
+		{"jwt-tenant-claim", "ANOMALYD_JWT_TENANT_CLAIM", "tenant_id", "claim of bearer JWTs that names the tenant", &c.JWTTenantClaim},
 		{"log-format", "ANOMALYD_LOG_FORMAT", "text", "log format: text or json", &c.LogFormat},
 		{"log-level", "ANOMALYD_LOG_LEVEL", "info", "log level: debug, info, warn, error", &c.LogLevel},
 	}
@@ -103,6 +118,17 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	if c.KeysFile == "" {
 		c.KeysFile = filepath.Join(c.DataDir, "keys.json")
+	}
+	c.JWTSecret = getenv("ANOMALYD_JWT_HS256_SECRET")
+	if c.JWTSecretFile != "" {
+		if c.JWTSecret != "" {
+			return c, errors.New("--jwt-hs256-secret-file and ANOMALYD_JWT_HS256_SECRET are both set; keep one")
+		}
+		b, err := os.ReadFile(c.JWTSecretFile)
+		if err != nil {
+			return c, fmt.Errorf("--jwt-hs256-secret-file: %v", err)
+		}
+		c.JWTSecret = strings.TrimRight(string(b), "\r\n")
 	}
 	return c, c.validate()
 }

@@ -37,6 +37,7 @@ func TestConfigDefaults(t *testing.T) {
 		NATSListen:             "127.0.0.1:4222",
 		NATSSync:               false,
 		EffectsDuplicateWindow: 2 * time.Minute,
+		JWTTenantClaim:         "tenant_id",
 		RateLimit:              2000,
 		RateBurst:              4000,
 		LogFormat:              "text",

@@ -46,6 +46,7 @@ type Main struct {
 	http       *anomalyhttp.Server
 	runners    []*projections.Runner
 	closeStore func()
+	stopJWKS   context.CancelFunc
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	failed     chan error
@@ -83,6 +84,17 @@ func (m *Main) Open(ctx context.Context) error {
 	keys, err := auth.OpenKeyring(m.cfg.KeysFile, m.logger)
 	if err != nil {
 		return err
+	}
+	var tokens anomalyhttp.TokenVerifier
+	if m.cfg.JWTSecret != "" || m.cfg.JWTJWKSURL != "" {
+		v, err := auth.NewJWTVerifier(m.jwksContext(ctx), auth.JWTConfig{
+			HS256Secret: []byte(m.cfg.JWTSecret), JWKSURL: m.cfg.JWTJWKSURL, Issuer: m.cfg.JWTIssuer,
+			Audience: m.cfg.JWTAudience, TenantClaim: m.cfg.JWTTenantClaim,
+		}, m.logger.With("component", "jwt"))
+		if err != nil {
+			return fmt.Errorf("bearer tokens: %w", err)
+		}
+		tokens = v
 	}
 
 	anomalies, agents, policies := projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()
@@ -122,7 +134,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Addr:     m.cfg.Addr,
 		Commands: svc,
 		Reader:   anomalies, Agents: agents, Waiter: readModel,
-		Keys: keys, Idempotency: idem, Logger: m.logger,
+		Keys: keys, Tokens: tokens, Idempotency: idem, Logger: m.logger,
 		RateLimit: m.cfg.RateLimit, RateBurst: m.cfg.RateBurst,
 	})
 	if err := m.http.Open(); err != nil {
@@ -180,6 +192,14 @@ func (m *Main) openNATS() error {
 	return nil
 }
 
+// jwksContext is the lifetime of the JWKS refresh: it ends with Close, not with
+// the start-up context that bounds the first fetch.
+func (m *Main) jwksContext(ctx context.Context) context.Context {
+	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopJWKS = cancel
+	return jctx
+}
+
 func (m *Main) fail(err error) {
 	m.failOnce.Do(func() { m.failed <- err })
 }
@@ -216,6 +236,9 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.cancel != nil {
 		m.cancel()
 		m.wg.Wait()
+	}
+	if m.stopJWKS != nil {
+		m.stopJWKS()
 	}
 	if m.closeStore != nil {
 		m.closeStore()
