@@ -210,6 +210,9 @@ func (cmd ReportAnomaly) validate() error {
 	if len(cmd.Details) > MaxDetailsBytes {
 		return invalidField("details", fmt.Sprintf("details must be at most %d bytes", MaxDetailsBytes))
 	}
+	if !utf8.Valid(cmd.Details) {
+		return invalidField("details", "details must be valid UTF-8")
+	}
 	if len(cmd.Details) > 0 && !bytes.Equal(cmd.Details, []byte("null")) {
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(cmd.Details, &obj); err != nil {

@@ -92,6 +92,9 @@ func UnmarshalEvent(b []byte) (Event, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Event{}, Errorf(EINTERNAL, "decode event: %v", err)
 	}
+	if y := w.OccurredAt.UTC().Year(); y < 1 || y > 9999 {
+		return Event{}, Errorf(EINTERNAL, "decode event: occurred_at %s is out of range", w.OccurredAt)
+	}
 	if w.ID == uuid.Nil || w.Type == "" || w.TenantID == "" || w.Category == "" || w.StreamID == "" || w.Version == 0 {
 		return Event{}, Errorf(EINTERNAL, "decode event: envelope incomplete")
 	}

@@ -1,12 +1,14 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/anomalyd/anomalyd/domain"
@@ -26,7 +28,14 @@ func decodeJSON(r *http.Request, v any) error {
 		return &statusError{status: http.StatusUnsupportedMediaType,
 			err: domain.Errorf(domain.EINVALID, "Content-Type must be application/json")}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	if err != nil {
+		return jsonError(err)
+	}
+	if err := checkObjectKeys(body, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -38,6 +47,57 @@ func decodeJSON(r *http.Request, v any) error {
 		return domain.Errorf(domain.EINVALID, "request body must hold a single JSON object")
 	}
 	return nil
+}
+
+// checkObjectKeys makes the body a JSON object whose keys are, exactly and
+// once each, json names of v's fields. encoding/json alone would accept null,
+// match "RESOLUTION" to "resolution" and let the last of two duplicates win:
+// two parsers of one request must never read it differently.
+func checkObjectKeys(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonError(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return domain.Errorf(domain.EINVALID, "request body must be a JSON object")
+	}
+	known := jsonNames(v)
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return jsonError(err)
+		}
+		key, _ := tok.(string)
+		if !known[key] {
+			return &domain.Error{Code: domain.EINVALID, Message: fmt.Sprintf("unknown field %q", key),
+				Details: map[string]any{"field": key}}
+		}
+		if seen[key] {
+			return &domain.Error{Code: domain.EINVALID, Message: fmt.Sprintf("field %q appears twice", key),
+				Details: map[string]any{"field": key}}
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return jsonError(err)
+		}
+	}
+	return nil
+}
+
+// jsonNames returns the json names of the fields of the struct v points to.
+func jsonNames(v any) map[string]bool {
+	t := reflect.TypeOf(v).Elem()
+	out := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 func jsonError(err error) error {

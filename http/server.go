@@ -93,7 +93,10 @@ func NewServer(cfg Config) *Server {
 	if cfg.ReadYourWritesTimeout == 0 {
 		cfg.ReadYourWritesTimeout = 5 * time.Second
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, router: mux.NewRouter(), limiter: newTenantLimiter(cfg.RateLimit, cfg.RateBurst)}
+	// SkipClean: a path with ".." or "//" is answered by the routes like any
+	// other (authenticated, traced, INVALID_ID) instead of being redirected.
+	s := &Server{cfg: cfg, logger: cfg.Logger, router: mux.NewRouter().SkipClean(true),
+		limiter: newTenantLimiter(cfg.RateLimit, cfg.RateBurst)}
 	s.router.Use(s.withTrace, s.withRecover, s.withAccessLog)
 	s.router.NotFoundHandler = s.withTrace(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, domain.Errorf(domain.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))
