@@ -50,6 +50,20 @@ func (s *Server) handleAgentGet(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	at, err := asOf(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	if at != nil {
+		c, err := s.cfg.Commands.AgentAt(r.Context(), p, id, s.cfg.Reader.AnomaliesOfAgent(p.Tenant, id), *at)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, toAgentJSON(id, c))
+		return
+	}
 	c, ok := s.cfg.Agents.Get(p.Tenant, id)
 	if !ok {
 		s.Error(w, r, domain.Errorf(domain.ENOTFOUND, "agent %s has no anomaly in this tenant", id))
@@ -114,3 +128,6 @@ func (s *Server) agentCommand(w http.ResponseWriter, r *http.Request, req any, o
 	c, _ := s.cfg.Agents.Get(p.Tenant, id)
 	writeJSON(w, http.StatusOK, toAgentJSON(id, c))
 }
+
+// AgentRepresentation returns the agent as GET /v1/agents/{agentId} shows it.
+func AgentRepresentation(id uuid.UUID, c domain.AgentContainment) any { return toAgentJSON(id, c) }

@@ -152,12 +152,59 @@ func (s *Server) handleAnomalyGet(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	at, err := asOf(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
 	a, ok := s.cfg.Reader.Get(p.Tenant, id)
+	if at != nil {
+		// The state at that time comes from the log alone; only the list of
+		// later anomalies that reference it comes from the read model.
+		st, err := s.cfg.Commands.AnomalyAt(r.Context(), p, id, *at)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		a = projections.AnomalyView{AnomalyState: st, ReferencedBy: s.referencedBy(p.Tenant, a.ReferencedBy, *at)}
+		ok = true
+	}
 	if !ok {
 		s.Error(w, r, domain.Errorf(domain.ENOTFOUND, "anomaly %s not found", id))
 		return
 	}
 	writeJSON(w, http.StatusOK, toAnomalyJSON(a))
+}
+
+// referencedBy keeps the referencing anomalies that existed at time at.
+func (s *Server) referencedBy(tenant string, ids []uuid.UUID, at time.Time) []uuid.UUID {
+	var out []uuid.UUID
+	for _, id := range ids {
+		if v, ok := s.cfg.Reader.Get(tenant, id); ok && !v.CreatedAt.After(at) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// asOf reads the only query parameter an anomaly or agent GET takes: as_of, an
+// RFC 3339 time. Any other parameter is INVALID_INPUT.
+func asOf(r *http.Request) (*time.Time, error) {
+	q := r.URL.Query()
+	for name, vals := range q {
+		if name != "as_of" || len(vals) != 1 {
+			return nil, invalidParam(name, "the only query parameter here is as_of, once")
+		}
+	}
+	v := q.Get("as_of")
+	if v == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return nil, invalidParam("as_of", "as_of must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z")
+	}
+	return &t, nil
 }
 
 // resolveRequest is the body of POST /v1/anomalies/{anomalyId}/resolve.
@@ -266,3 +313,7 @@ func (s *Server) waitFor(ctx context.Context, pos uint64) bool {
 	}
 	return true
 }
+
+// AnomalyRepresentation returns the anomaly as every endpoint of the API shows
+// it, for tools that must print exactly what the API would.
+func AnomalyRepresentation(v projections.AnomalyView) any { return toAnomalyJSON(v) }

@@ -250,6 +250,22 @@ func (b *fuzzBackend) AnomalyEvents(_ context.Context, p domain.Principal, id uu
 	return b.anomalies[id], nil
 }
 
+func (b *fuzzBackend) AnomalyAt(ctx context.Context, p domain.Principal, id uuid.UUID, at time.Time) (domain.AnomalyState, error) {
+	evs, err := b.AnomalyEvents(ctx, p, id)
+	if err != nil {
+		return domain.AnomalyState{}, err
+	}
+	st, ok, err := projections.AnomalyAt(evs, at)
+	if err == nil && !ok {
+		err = domain.Errorf(domain.ENOTFOUND, "anomaly %s did not exist then", id)
+	}
+	return st, err
+}
+
+func (b *fuzzBackend) AgentAt(_ context.Context, p domain.Principal, agent uuid.UUID, _ []uuid.UUID, _ time.Time) (domain.AgentContainment, error) {
+	return domain.AgentContainment{}, domain.Errorf(domain.ENOTFOUND, "agent %s not found", agent)
+}
+
 // fuzzAnomalies is the anomaly read model of a fuzzBackend; it is always caught up.
 type fuzzAnomalies struct{ b *fuzzBackend }
 
@@ -267,6 +283,8 @@ func (r fuzzAnomalies) Get(tenant string, id uuid.UUID) (projections.AnomalyView
 func (r fuzzAnomalies) List(string, projections.Filter, uint64, int) ([]projections.AnomalyView, uint64) {
 	return nil, 0
 }
+
+func (r fuzzAnomalies) AnomaliesOfAgent(string, uuid.UUID) []uuid.UUID { return nil }
 
 // fuzzAgents is the agent read model of a fuzzBackend.
 type fuzzAgents struct{ b *fuzzBackend }

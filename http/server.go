@@ -27,12 +27,15 @@ type Commands interface {
 	Restore(ctx context.Context, p domain.Principal, agent uuid.UUID, cmd domain.RestoreAgent) (app.AgentResult, error)
 	Revoke(ctx context.Context, p domain.Principal, agent uuid.UUID, cmd domain.RevokeAgent) (app.AgentResult, error)
 	AnomalyEvents(ctx context.Context, p domain.Principal, id uuid.UUID) ([]domain.Event, error)
+	AnomalyAt(ctx context.Context, p domain.Principal, id uuid.UUID, at time.Time) (domain.AnomalyState, error)
+	AgentAt(ctx context.Context, p domain.Principal, agent uuid.UUID, anomalies []uuid.UUID, at time.Time) (domain.AgentContainment, error)
 }
 
 // AnomalyReader is the anomaly read model.
 type AnomalyReader interface {
 	Get(tenant string, id uuid.UUID) (projections.AnomalyView, bool)
 	List(tenant string, f projections.Filter, before uint64, limit int) ([]projections.AnomalyView, uint64)
+	AnomaliesOfAgent(tenant string, agent uuid.UUID) []uuid.UUID
 }
 
 // AgentReader is the agent read model.

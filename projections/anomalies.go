@@ -145,3 +145,15 @@ func (m *Anomalies) List(tenant string, f Filter, before uint64, limit int) ([]A
 	}
 	return out, 0
 }
+
+// Tenants returns the tenants that have anomalies, sorted.
+func (m *Anomalies) Tenants() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]string, 0, len(m.tenants))
+	for t := range m.tenants {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}

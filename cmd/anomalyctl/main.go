@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,14 @@ commands:
   verify [--tenant T [--anomaly ID]]                  recompute every hash chain of the log; exit 1 on a broken one
                                                      (--nats-url of the running anomalyd, --offline-data-dir DIR,
                                                       or --store esdb --esdb-url URL)
+  replay [--tenant T] [--anomaly ID] [--agent ID] [--type T] [--since TIME] [--until TIME]
+                                                     print the log's events as NDJSON, oldest first
+  state --at TIME --tenant T (--anomaly ID | --agent ID)
+                                                     an anomaly or an agent as it was at TIME, from the log alone
+  rebuild [--api URL --key K --tenant T]             rebuild the read models from the log and compare them with
+                                                     what the running service serves (or with a second rebuild)
+  effects check [--tenant T] [--effects-stream NAME] compare the effects the log calls for with the effects stream
+                                                     (store flags as for verify; effects always come from NATS)
   effects tail [--tenant T] [--all] [-n N]           print agent effects as they are stored (--nats-url, env ANOMALYD_NATS_URL)
 
 Every keys and policy command takes --keys-file (env ANOMALYD_KEYS_FILE; default <data-dir>/keys.json)
@@ -41,10 +50,13 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) >= 1 && args[0] == "verify" {
+	logCommands := map[string]func(context.Context, []string, func(string) string, io.Writer, io.Writer) error{
+		"verify": verify, "replay": replay, "state": state, "rebuild": rebuild,
+	}
+	if len(args) >= 1 && logCommands[args[0]] != nil {
 		ctx, stop := signalContext()
 		defer stop()
-		return exitCode(verify(ctx, args[1:], getenv, stdout, stderr), stderr)
+		return exitCode(logCommands[args[0]](ctx, args[1:], getenv, stdout, stderr), stderr)
 	}
 	if len(args) < 2 || (args[0] != "keys" && args[0] != "effects" && args[0] != "policy") {
 		fmt.Fprint(stderr, usage)
@@ -52,10 +64,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	var err error
 	switch args[0] + " " + args[1] {
-	case "effects tail":
+	case "effects tail", "effects check":
 		ctx, stop := signalContext()
 		defer stop()
-		err = effectsTail(ctx, args[2:], getenv, stdout, stderr)
+		if args[1] == "tail" {
+			err = effectsTail(ctx, args[2:], getenv, stdout, stderr)
+		} else {
+			err = effectsCheck(ctx, args[2:], getenv, stdout, stderr)
+		}
 	case "policy set":
 		err = policySet(args[2:], getenv, stdout, stderr)
 	case "policy show":

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"time"
 
 	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/anomalyd/anomalyd/eventstore/esdb"
@@ -71,4 +73,40 @@ func storeFlags(fs *flag.FlagSet, getenv func(string) string) func(context.Conte
 		}
 		return s, closeAll, nil
 	}
+}
+
+// errScanDone ends a scan at the head.
+var errScanDone = errors.New("head reached")
+
+// scanLog calls fn for every event of the log, oldest first, from the first
+// event to the head as it was when the scan began, and writes a progress line to
+// progress every two seconds. It holds no event longer than fn does, so memory
+// stays bounded whatever the log's size.
+func scanLog(ctx context.Context, store eventstore.Store, progress io.Writer, fn func(eventstore.Recorded) error) error {
+	head, err := store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	if head == 0 {
+		return nil
+	}
+	n, last := 0, time.Now()
+	err = store.Subscribe(ctx, 0, func(r eventstore.Recorded) error {
+		if err := fn(r); err != nil {
+			return err
+		}
+		n++
+		if time.Since(last) > 2*time.Second {
+			last = time.Now()
+			fmt.Fprintf(progress, "%d events read, at position %d of %d\n", n, r.Position, head)
+		}
+		if r.Position >= head {
+			return errScanDone
+		}
+		return nil
+	})
+	if errors.Is(err, errScanDone) {
+		return nil
+	}
+	return fmt.Errorf("read the log: %w", err)
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/eventstore"
@@ -49,37 +48,22 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	defer closeStore()
 
-	head, err := store.Head(ctx)
-	if err != nil {
-		return err
-	}
 	v := domain.NewChainVerifier()
 	var events, broken int
 	streams := map[domain.StreamID]bool{}
-	lastProgress := time.Now()
-	if head > 0 {
-		done := errors.New("head reached")
-		err = store.Subscribe(ctx, 0, func(r eventstore.Recorded) error {
-			if match(r.Event) {
-				events++
-				streams[r.Stream] = true
-				if err := v.Check(r.Event); err != nil {
-					broken++
-					fmt.Fprintf(stdout, "BROKEN %s (position %d)\n", err, r.Position)
-				}
+	err = scanLog(ctx, store, stderr, func(r eventstore.Recorded) error {
+		if match(r.Event) {
+			events++
+			streams[r.Stream] = true
+			if err := v.Check(r.Event); err != nil {
+				broken++
+				fmt.Fprintf(stdout, "BROKEN %s (position %d)\n", err, r.Position)
 			}
-			if time.Since(lastProgress) > 2*time.Second {
-				lastProgress = time.Now()
-				fmt.Fprintf(stderr, "verify: %d events checked, at position %d of %d\n", events, r.Position, head)
-			}
-			if r.Position >= head {
-				return done
-			}
-			return nil
-		})
-		if !errors.Is(err, done) {
-			return fmt.Errorf("read the log: %w", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if broken > 0 {
 		fmt.Fprintf(stdout, "%d of %d streams have a broken hash chain (%d events checked)\n", broken, len(streams), events)

@@ -41,6 +41,10 @@ type Main struct {
 	cfg    Config
 	logger *slog.Logger
 
+	// Anomalies is the anomaly read model the API serves. It is exposed so that
+	// audit tests can alter it on purpose and see anomalyctl rebuild notice.
+	Anomalies *projections.Anomalies
+
 	nats       *server.Server // nil with an external NATS
 	nc         *nats.Conn
 	http       *anomalyhttp.Server
@@ -98,6 +102,7 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 
 	anomalies, agents, policies := projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()
+	m.Anomalies = anomalies
 	readModel := projections.NewRunner("read-model", store, projections.Multi{anomalies, agents, policies}, m.logger)
 	effects := projections.NewRunner("effects", store, projections.NewEffects(sink, m.logger), m.logger)
 	m.runners = []*projections.Runner{readModel, effects}
