@@ -224,8 +224,9 @@ func TestEventRoundTripsThroughWireFormat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.ID != e.ID || got.Type != e.Type || got.Stream != e.Stream || got.Version != e.Version ||
-			!got.OccurredAt.Equal(e.OccurredAt) || got.Actor != e.Actor || string(got.Data) != string(e.Data) {
+		if got.ID != e.ID || got.Type != e.Type || got.SchemaVersion != e.SchemaVersion || got.Stream != e.Stream ||
+			got.Version != e.Version || !got.OccurredAt.Equal(e.OccurredAt) || got.Actor != e.Actor ||
+			string(got.Data) != string(e.Data) || got.Hash != e.Hash || domain.HashEvent(got) != e.Hash {
 			t.Fatalf("round trip: got %+v, want %+v", got, e)
 		}
 	}

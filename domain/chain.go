@@ -12,28 +12,41 @@ import (
 	"time"
 )
 
-// hashDomain separates anomalyd's event hashes from any other SHA-256 use and
-// names the version of the canonical encoding.
-const hashDomain = "anomalyd.event.v1"
+// The hash domains separate anomalyd's event hashes from any other SHA-256 use
+// and name the version of the canonical encoding: v1 for the envelopes written
+// without a schema_version, v2, which adds it after the type, for every other.
+const (
+	hashDomainV1 = "anomalyd.event.v1"
+	hashDomainV2 = "anomalyd.event.v2"
+)
 
 // HashEvent returns the hex SHA-256 of e's canonical encoding: every field of
-// the envelope but the hash itself, prev_hash included, each length-prefixed so
-// that no two events encode alike, with data in compact JSON. The first event of
-// a stream has an empty prev_hash; the stream's identity is part of every hash,
-// so an event moved to another stream no longer matches.
+// the envelope but the hash itself, prev_hash and schema_version included, each
+// length-prefixed so that no two events encode alike, with data in compact
+// JSON. The first event of a stream has an empty prev_hash; the stream's
+// identity is part of every hash, so an event moved to another stream no longer
+// matches. The hash covers the event as stored: an event that UnmarshalEvent
+// upcast is hashed with the schema version and data it was stored with (an
+// envelope without a schema_version in the v1 encoding, exactly as before
+// schema versions existed), so the upcast neither breaks its chain nor lets an
+// alteration of the stored bytes pass.
 func HashEvent(e Event) string {
-	h := sha256.New()
-	for _, f := range []string{
-		hashDomain, e.ID.String(), e.Type, e.TenantID, e.Stream.Category, e.Stream.ID,
+	schema, payload := e.asStored()
+	fields := []string{hashDomainV1, e.ID.String(), e.Type}
+	if schema != 0 {
+		fields = []string{hashDomainV2, e.ID.String(), e.Type, strconv.Itoa(schema)}
+	}
+	fields = append(fields, e.TenantID, e.Stream.Category, e.Stream.ID,
 		strconv.FormatUint(e.Version, 10), e.OccurredAt.UTC().Format(time.RFC3339Nano),
-		e.Actor.Kind, e.Actor.ID, e.PrevHash,
-	} {
+		e.Actor.Kind, e.Actor.ID, e.PrevHash)
+	h := sha256.New()
+	for _, f := range fields {
 		writeField(h, []byte(f))
 	}
 	var data bytes.Buffer
-	if err := json.Compact(&data, e.Data); err != nil {
+	if err := json.Compact(&data, payload); err != nil {
 		data.Reset()
-		data.Write(e.Data)
+		data.Write(payload)
 	}
 	writeField(h, data.Bytes())
 	return hex.EncodeToString(h.Sum(nil))

@@ -40,25 +40,45 @@ func TestCommandsChainTheirEvents(t *testing.T) {
 	}
 }
 
-// The canonical encoding is part of the log's format: a change to it must be a
-// deliberate new version, never an accident.
-func TestHashEventIsPinned(t *testing.T) {
-	e := domain.Event{
+// pinnedEvent is the event whose hash pins the canonical encoding. Its
+// SchemaVersion is zero, an envelope without schema_version: pinnedHashV1 was
+// computed before schema versions existed and must stay what it is.
+func pinnedEvent() domain.Event {
+	return domain.Event{
 		ID: uuid.MustParse("6d1f8f3e-3a55-4a8e-9a1e-0c7f4f1d2b3c"), Type: domain.EventAnomalyResolved,
 		Stream: domain.AnomalyStream("acme", uuid.MustParse("11111111-1111-4111-8111-111111111111")), Version: 2,
 		TenantID: "acme", OccurredAt: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC),
 		Actor: domain.Actor{ID: "key_1", Kind: domain.ActorAPIKey}, PrevHash: strings.Repeat("ab", 32),
 		Data: json.RawMessage(`{ "resolution": "mitigated" }`),
 	}
-	const want = "147ba2d64ca6069d981f20fbf6ed370c3933bf14de1dd86c4f985fb76c68f478"
+}
+
+const pinnedHashV1 = "147ba2d64ca6069d981f20fbf6ed370c3933bf14de1dd86c4f985fb76c68f478"
+
+// The canonical encoding is part of the log's format: a change to it must be a
+// deliberate new version, never an accident.
+func TestHashEventIsPinned(t *testing.T) {
+	e := pinnedEvent()
 	got := domain.HashEvent(e)
-	if got != want {
-		t.Fatalf("HashEvent = %s, want %s", got, want)
+	if got != pinnedHashV1 {
+		t.Fatalf("HashEvent = %s, want %s", got, pinnedHashV1)
 	}
 	compact := e
 	compact.Data = json.RawMessage(`{"resolution":"mitigated"}`)
 	if domain.HashEvent(compact) != got {
 		t.Fatal("whitespace in data changed the hash; data is hashed in compact form")
+	}
+
+	// The encoding of envelopes with a schema_version (anomalyd.event.v2)
+	// covers it, at version 1 too.
+	e.SchemaVersion = 1
+	const wantV2 = "9f864198e9350e5314d8d0be40b003005d7d267ff2cbd99255637e8b512ac312"
+	if got := domain.HashEvent(e); got != wantV2 {
+		t.Fatalf("HashEvent at schema version 1 = %s, want %s", got, wantV2)
+	}
+	e.SchemaVersion = 2
+	if got := domain.HashEvent(e); got == wantV2 || got == pinnedHashV1 {
+		t.Fatal("the schema version is not covered by the hash")
 	}
 }
 

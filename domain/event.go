@@ -47,8 +47,16 @@ type Actor struct {
 // Event is one immutable fact in a stream: the envelope the store keeps, with the
 // type-specific payload in Data. Type is a stable string, never a Go type name.
 type Event struct {
-	ID         uuid.UUID       `json:"event_id"`
-	Type       string          `json:"type"`
+	ID   uuid.UUID `json:"event_id"`
+	Type string    `json:"type"`
+	// SchemaVersion is the version of Data's format for the event's type (the
+	// table schemas). Commands record the current version, and UnmarshalEvent
+	// upcasts an event stored with an older one, so that every event a reader
+	// gets is at its type's current version. Zero is an envelope without a
+	// schema_version, the format from before schema versions existed: such an
+	// event is stored and hashed as it was then, and read back as version 1.
+	SchemaVersion int `json:"schema_version"`
+
 	Stream     StreamID        `json:"-"`
 	Version    uint64          `json:"version"`
 	TenantID   string          `json:"tenant_id"`
@@ -59,34 +67,57 @@ type Event struct {
 	// first) and Hash this event's own (HashEvent): each stream is a hash chain.
 	PrevHash string `json:"prev_hash"`
 	Hash     string `json:"hash"`
+
+	// stored is the schema version and data as the log holds them when
+	// UnmarshalEvent read them as something else (see asStored): the hash
+	// covers the event as stored, and MarshalEvent writes it back unchanged.
+	stored *storedPayload
 }
 
 // wireEvent is the envelope as stored: the stream travels as its three parts.
+// SchemaVersion is absent from the envelopes written before schema versions
+// existed.
 type wireEvent struct {
-	ID         uuid.UUID       `json:"event_id"`
-	Type       string          `json:"type"`
-	Category   string          `json:"category"`
-	StreamID   string          `json:"stream_id"`
-	Version    uint64          `json:"version"`
-	TenantID   string          `json:"tenant_id"`
-	OccurredAt time.Time       `json:"occurred_at"`
-	Actor      Actor           `json:"actor"`
-	Data       json.RawMessage `json:"data"`
-	PrevHash   string          `json:"prev_hash"`
-	Hash       string          `json:"hash"`
+	ID            uuid.UUID       `json:"event_id"`
+	Type          string          `json:"type"`
+	SchemaVersion *int            `json:"schema_version,omitempty"`
+	Category      string          `json:"category"`
+	StreamID      string          `json:"stream_id"`
+	Version       uint64          `json:"version"`
+	TenantID      string          `json:"tenant_id"`
+	OccurredAt    time.Time       `json:"occurred_at"`
+	Actor         Actor           `json:"actor"`
+	Data          json.RawMessage `json:"data"`
+	PrevHash      string          `json:"prev_hash"`
+	Hash          string          `json:"hash"`
 }
 
-// MarshalEvent encodes an event as the stores keep it.
+// MarshalEvent encodes an event as the stores keep it. An event read by
+// UnmarshalEvent is written back as it was stored, in its original schema
+// version, so that its hash still holds.
 func MarshalEvent(e Event) ([]byte, error) {
+	schema, data := e.asStored()
+	var sv *int
+	switch {
+	case schema < 0:
+		return nil, fmt.Errorf("encode event: schema version %d is not a version", schema)
+	case schema > 0:
+		sv = &schema
+	}
 	return json.Marshal(wireEvent{
-		ID: e.ID, Type: e.Type, Category: e.Stream.Category, StreamID: e.Stream.ID,
+		ID: e.ID, Type: e.Type, SchemaVersion: sv, Category: e.Stream.Category, StreamID: e.Stream.ID,
 		Version: e.Version, TenantID: e.TenantID, OccurredAt: e.OccurredAt.UTC(),
-		Actor: e.Actor, Data: e.Data, PrevHash: e.PrevHash, Hash: e.Hash,
+		Actor: e.Actor, Data: data, PrevHash: e.PrevHash, Hash: e.Hash,
 	})
 }
 
-// UnmarshalEvent decodes an event written by MarshalEvent. It returns an
-// INTERNAL_ERROR *Error when the bytes are not a well-formed event.
+// UnmarshalEvent decodes an event written by MarshalEvent, in any schema
+// version of its type up to the current one: it reads an envelope without a
+// schema_version as version 1 and upcasts older data to the current version
+// (upcast), keeping the stored form for HashEvent and MarshalEvent. It returns
+// an INTERNAL_ERROR *Error when the bytes are not a well-formed event, when the
+// schema version is newer than this build knows, and when older data cannot be
+// upcast.
 func UnmarshalEvent(b []byte) (Event, error) {
 	var w wireEvent
 	if err := json.Unmarshal(b, &w); err != nil {
@@ -98,11 +129,25 @@ func UnmarshalEvent(b []byte) (Event, error) {
 	if w.ID == uuid.Nil || w.Type == "" || w.TenantID == "" || w.Category == "" || w.StreamID == "" || w.Version == 0 {
 		return Event{}, Errorf(EINTERNAL, "decode event: envelope incomplete")
 	}
-	return Event{
-		ID: w.ID, Type: w.Type, Stream: StreamID{Tenant: w.TenantID, Category: w.Category, ID: w.StreamID},
+	stored := 0
+	if w.SchemaVersion != nil {
+		if stored = *w.SchemaVersion; stored < 1 {
+			return Event{}, Errorf(EINTERNAL, "decode event: schema_version %d is not a version", stored)
+		}
+	}
+	e, err := upcast(Event{
+		ID: w.ID, Type: w.Type, SchemaVersion: max(stored, 1),
+		Stream:  StreamID{Tenant: w.TenantID, Category: w.Category, ID: w.StreamID},
 		Version: w.Version, TenantID: w.TenantID, OccurredAt: w.OccurredAt, Actor: w.Actor, Data: w.Data,
 		PrevHash: w.PrevHash, Hash: w.Hash,
-	}, nil
+	})
+	if err != nil {
+		return Event{}, err
+	}
+	if e.SchemaVersion != stored {
+		e.stored = &storedPayload{schema: stored, data: w.Data, version: e.SchemaVersion, view: e.Data}
+	}
+	return e, nil
 }
 
 var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -117,8 +162,12 @@ func newEvent(m Meta, stream StreamID, version uint64, prev, typ string, data an
 	if err != nil {
 		return Event{}, fmt.Errorf("encode %s: %w", typ, err)
 	}
+	schema, ok := currentSchema(typ)
+	if !ok {
+		return Event{}, fmt.Errorf("encode %s: the event type has no schema version", typ)
+	}
 	e := Event{
-		ID: m.EventID, Type: typ, Stream: stream, Version: version, TenantID: stream.Tenant,
+		ID: m.EventID, Type: typ, SchemaVersion: schema, Stream: stream, Version: version, TenantID: stream.Tenant,
 		OccurredAt: m.At.UTC(), Actor: m.Actor, Data: raw, PrevHash: prev,
 	}
 	e.Hash = HashEvent(e)

@@ -164,6 +164,7 @@ func FuzzUnmarshalEvent(f *testing.F) {
 	stored := fuzzStoredEvent(f)
 	f.Add(stored)
 	env := `"event_id":"3d6f0a8e-2b1c-4d5e-8f9a-0b1c2d3e4f5a","type":"anomaly.resolved","category":"anomaly","stream_id":"x","tenant_id":"acme"`
+	reported := strings.Replace(env, "anomaly.resolved", "anomaly.reported", 1)
 	for _, s := range []string{
 		``, `null`, `{}`, `[]`, `"event"`, `{"version":1}`,
 		`{` + env + `,"version":1}`,
@@ -183,6 +184,15 @@ func FuzzUnmarshalEvent(f *testing.F) {
 		`{` + env + `,"version":1} trailing`,
 		`{` + env + `,"version":1,"data":` + strings.Repeat(`[`, 100) + strings.Repeat(`]`, 100) + `}`,
 		string(stored[:len(stored)/2]),
+		`{` + env + `,"version":1,"schema_version":1,"data":{}}`,
+		`{` + env + `,"version":1,"schema_version":2,"data":{}}`,
+		`{` + env + `,"version":1,"schema_version":0,"data":{}}`,
+		`{` + reported + `,"version":1,"data":{"details":null,"severity":"high","auto_response":"suspended"}}`,
+		`{` + reported + `,"version":1,"data":{"description":"\u003cb\u003e","details":{"k":1e999}}}`,
+		`{` + reported + `,"version":1,"data":null}`,
+		`{` + reported + `,"version":1,"data":[]}`,
+		`{` + reported + `,"version":1,"schema_version":2,"data":{"details":null}}`,
+		`{` + reported + `,"version":1,"schema_version":3,"data":{}}`,
 	} {
 		f.Add([]byte(s))
 	}
