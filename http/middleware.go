@@ -103,8 +103,14 @@ func (s *Server) withAccessLog(next http.Handler) http.Handler {
 		if info == nil {
 			info = &logInfo{}
 		}
+		if s.cfg.ObserveRequest != nil {
+			s.cfg.ObserveRequest(r.Method, route, rec.status, time.Since(start))
+		}
 		level := slog.LevelInfo
-		if rec.status >= 500 {
+		switch {
+		case route == "/metrics" || route == "/healthz" || route == "/readyz":
+			level = slog.LevelDebug // probes every few seconds would drown the log
+		case rec.status >= 500:
 			level = slog.LevelError
 		}
 		s.logger.LogAttrs(r.Context(), level, "request",

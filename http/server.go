@@ -72,6 +72,13 @@ type Config struct {
 	// Idempotency keeps Idempotency-Key outcomes; nil turns the header off.
 	Idempotency IdempotencyStore
 	Logger      *slog.Logger
+	// Ready reports the readiness checks by name ("ok" or why not) and whether
+	// all pass; nil: always ready.
+	Ready func(ctx context.Context) (map[string]string, bool)
+	// Metrics serves GET /metrics; nil: no such route.
+	Metrics http.Handler
+	// ObserveRequest, if set, is told of every routed request.
+	ObserveRequest func(method, route string, status int, d time.Duration)
 	// RateLimit is each tenant's sustained request rate (per second) and
 	// RateBurst its bucket; 0 turns rate limiting off.
 	RateLimit float64
@@ -108,6 +115,11 @@ func NewServer(cfg Config) *Server {
 		s.Error(w, r, &statusError{status: http.StatusMethodNotAllowed,
 			err: domain.Errorf(domain.EINVALID, "method %s is not allowed on %s", r.Method, r.URL.Path)})
 	}))
+	s.router.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet)
+	s.router.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet)
+	if cfg.Metrics != nil {
+		s.router.Handle("/metrics", cfg.Metrics).Methods(http.MethodGet)
+	}
 	v1 := s.router.PathPrefix("/v1").Subrouter()
 	v1.Use(s.withPrincipal, s.withRateLimit, s.withIdempotency)
 	s.registerAnomalyRoutes(v1)

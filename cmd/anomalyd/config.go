@@ -39,6 +39,7 @@ type Config struct {
 	JWTIssuer      string
 	JWTAudience    string
 	JWTTenantClaim string
+	ReadyMaxLag    uint64  // readiness: how far behind the store a projection may be
 	RateLimit      float64 // requests per second per tenant; 0: off
 	RateBurst      int
 	LogFormat      string // text or json
@@ -90,6 +91,9 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	dupDef, dupErr := envDuration(getenv, "ANOMALYD_EFFECTS_DUPLICATE_WINDOW", 2*time.Minute)
 	fs.DurationVar(&c.EffectsDuplicateWindow, "effects-duplicate-window", dupDef,
 		"how long the effects stream drops a re-published effect id (env ANOMALYD_EFFECTS_DUPLICATE_WINDOW)")
+	lagDef, lagErr := envFloat(getenv, "ANOMALYD_READY_MAX_LAG", 1000)
+	var lag float64
+	fs.Float64Var(&lag, "ready-max-lag", lagDef, "GET /readyz fails while a projection is more than this many store positions behind (env ANOMALYD_READY_MAX_LAG)")
 	rateDef, rateErr := envFloat(getenv, "ANOMALYD_RATE_LIMIT", 2000)
 	fs.Float64Var(&c.RateLimit, "rate-limit", rateDef, "requests per second each tenant may make, sustained; 0 turns the limit off (env ANOMALYD_RATE_LIMIT)")
 	burstDef, burstErr := envFloat(getenv, "ANOMALYD_RATE_BURST", 4000)
@@ -99,6 +103,10 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		return c, err
 	}
 	c.RateBurst = int(burst)
+	if lag < 0 || lag != float64(uint64(lag)) {
+		return c, fmt.Errorf("--ready-max-lag %v: want a whole number of positions, 0 or more", lag)
+	}
+	c.ReadyMaxLag = uint64(lag)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if syncErr != nil && !set["nats-sync-always"] {
@@ -106,6 +114,9 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	if dupErr != nil && !set["effects-duplicate-window"] {
 		return c, dupErr
+	}
+	if lagErr != nil && !set["ready-max-lag"] {
+		return c, lagErr
 	}
 	if rateErr != nil && !set["rate-limit"] {
 		return c, rateErr

@@ -38,6 +38,7 @@ func TestConfigDefaults(t *testing.T) {
 		NATSSync:               false,
 		EffectsDuplicateWindow: 2 * time.Minute,
 		JWTTenantClaim:         "tenant_id",
+		ReadyMaxLag:            1000,
 		RateLimit:              2000,
 		RateBurst:              4000,
 		LogFormat:              "text",

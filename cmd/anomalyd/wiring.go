@@ -18,6 +18,7 @@ import (
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
 	anomalyhttp "github.com/anomalyd/anomalyd/http"
 	"github.com/anomalyd/anomalyd/idempotency"
+	"github.com/anomalyd/anomalyd/metrics"
 	"github.com/anomalyd/anomalyd/natseffects"
 	"github.com/anomalyd/anomalyd/projections"
 	"github.com/nats-io/nats-server/v2/server"
@@ -50,6 +51,7 @@ type Main struct {
 	http       *anomalyhttp.Server
 	runners    []*projections.Runner
 	closeStore func()
+	metrics    *metrics.Metrics
 	stopJWKS   context.CancelFunc
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -73,10 +75,13 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	store, err := m.openStore(ctx, js)
+	m.metrics = metrics.New()
+	m.metrics.WatchNATS(m.nc.IsConnected)
+	rawStore, err := m.openStore(ctx, js)
 	if err != nil {
 		return err
 	}
+	store := m.metrics.Store(rawStore)
 	sink, err := natseffects.New(ctx, js, natseffects.Config{Duplicate: m.cfg.EffectsDuplicateWindow})
 	if err != nil {
 		return err
@@ -104,8 +109,9 @@ func (m *Main) Open(ctx context.Context) error {
 	anomalies, agents, policies := projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()
 	m.Anomalies = anomalies
 	readModel := projections.NewRunner("read-model", store, projections.Multi{anomalies, agents, policies}, m.logger)
-	effects := projections.NewRunner("effects", store, projections.NewEffects(sink, m.logger), m.logger)
+	effects := projections.NewRunner("effects", store, projections.NewEffects(m.metrics.Sink(sink), m.logger), m.logger)
 	m.runners = []*projections.Runner{readModel, effects}
+	m.metrics.WatchProjections(rawStore, map[string]*projections.Runner{"read_model": readModel, "effects": effects})
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	for _, r := range m.runners {
@@ -141,6 +147,8 @@ func (m *Main) Open(ctx context.Context) error {
 		Reader:   anomalies, Agents: agents, Waiter: readModel,
 		Keys: keys, Tokens: tokens, Idempotency: idem, Logger: m.logger,
 		RateLimit: m.cfg.RateLimit, RateBurst: m.cfg.RateBurst,
+		Metrics: m.metrics.Handler(), ObserveRequest: m.metrics.ObserveRequest,
+		Ready: func(ctx context.Context) (map[string]string, bool) { return m.ready(ctx, rawStore) },
 	})
 	if err := m.http.Open(); err != nil {
 		return err
@@ -195,6 +203,34 @@ func (m *Main) openNATS() error {
 	}
 	m.nc = nc
 	return nil
+}
+
+// ready checks what serving needs: the store answers, NATS is connected, and
+// every projection is within the configured lag of the store's head.
+func (m *Main) ready(ctx context.Context, store eventstore.Store) (map[string]string, bool) {
+	checks := map[string]string{"store": "ok", "nats": "ok"}
+	ok := true
+	if !m.nc.IsConnected() {
+		checks["nats"], ok = "disconnected", false
+	}
+	hctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	head, err := store.Head(hctx)
+	if err != nil {
+		checks["store"], ok = "unreachable", false
+	}
+	for i, r := range m.runners {
+		name := []string{"read_model", "effects"}[i]
+		switch pos := r.Position(); {
+		case err != nil:
+			checks[name] = "unknown: store unreachable"
+		case head > pos && head-pos > m.cfg.ReadyMaxLag:
+			checks[name], ok = fmt.Sprintf("%d positions behind", head-pos), false
+		default:
+			checks[name] = "ok"
+		}
+	}
+	return checks, ok
 }
 
 // jwksContext is the lifetime of the JWKS refresh: it ends with Close, not with

@@ -1,0 +1,159 @@
+package main_test
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	"github.com/google/uuid"
+)
+
+func (s *server) get(path string) (int, string) {
+	s.t.Helper()
+	res, err := http.Get(s.base + path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	return res.StatusCode, readAll(s.t, res)
+}
+
+// metric returns the value of the first sample whose line matches name and all
+// the given label pairs, and false when there is none.
+func metric(text, name string, labels ...string) (float64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
+func TestMetricsAfterAnEndToEndRun(t *testing.T) {
+	dir, flags := newEnv(t, "jetstream")
+	k := newKeys(t, dir)
+	s := start(t, dir, flags...)
+	id := s.report(k.full, uuid.NewString(), "high")
+	s.command(k.full, "/v1/anomalies/"+id+"/resolve", `{"resolution":"false_positive"}`, 200)
+	s.command(k.full, "/v1/anomalies/"+id+"/resolve", `{"resolution":"mitigated"}`, 409)
+	s.command(k.full, "/v1/anomalies/"+id+"/resolve", `{"resolution":"oops"}`, 400)
+	s.settle(k.full) // the effects of both commands are out
+
+	var text string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var status int
+		status, text = s.get("/metrics")
+		if status != 200 {
+			t.Fatalf("/metrics: %d", status)
+		}
+		if lag, ok := metric(text, "anomalyd_projection_lag", `projection="effects"`); ok && lag == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	expect := []struct {
+		name   string
+		labels []string
+		min    float64
+	}{
+		{"anomalyd_http_request_duration_seconds_count", []string{`route="/v1/anomalies/{anomalyId}/resolve"`, `status="200"`}, 1},
+		{"anomalyd_http_request_duration_seconds_count", []string{`route="/v1/anomalies"`, `status="201"`}, 2},
+		{"anomalyd_commands_total", []string{`command="resolve"`, `outcome="ok"`}, 1},
+		{"anomalyd_commands_total", []string{`command="resolve"`, `outcome="conflict"`}, 1},
+		{"anomalyd_commands_total", []string{`command="resolve"`, `outcome="invalid"`}, 1},
+		{"anomalyd_commands_total", []string{`command="report"`, `outcome="ok"`}, 2},
+		{"anomalyd_events_appended_total", []string{`type="anomaly.resolved"`, `outcome="ok"`}, 1},
+		{"anomalyd_events_appended_total", []string{`type="anomaly.reported"`, `outcome="ok"`}, 2},
+		{"anomalyd_effects_total", []string{`outcome="published"`}, 3},
+		{"anomalyd_projection_position", []string{`projection="read_model"`}, 3},
+		{"anomalyd_store_head_position", nil, 3},
+		{"anomalyd_store_up", nil, 1},
+		{"anomalyd_nats_connected", nil, 1},
+		{"go_goroutines", nil, 1},
+	}
+	for _, e := range expect {
+		if v, ok := metric(text, e.name, e.labels...); !ok || v < e.min {
+			t.Errorf("%s%v = %v (found %v), want at least %v", e.name, e.labels, v, ok, e.min)
+		}
+	}
+	if v, ok := metric(text, "anomalyd_projection_lag", `projection="read_model"`); !ok || v != 0 {
+		t.Errorf("read model lag = %v (found %v), want 0 after the run", v, ok)
+	}
+	if strings.Contains(text, "acme") || strings.Contains(text, "key_") {
+		t.Error("the metrics name a tenant or a key")
+	}
+}
+
+func TestHealthAndReadinessFollowNATS(t *testing.T) {
+	natsDir := t.TempDir()
+	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: natsDir, Host: "127.0.0.1", Port: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := ns.ClientURL()
+	_, portText, _ := net.SplitHostPort(strings.TrimPrefix(url, "nats://"))
+	port, _ := strconv.Atoi(portText)
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+
+	dir := t.TempDir()
+	k := newKeys(t, dir)
+	s := start(t, dir, "--nats-url", url)
+	s.report(k.full, uuid.NewString(), "high")
+
+	ready := func(want int) map[string]any {
+		t.Helper()
+		var body map[string]any
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			status, text := s.get("/readyz")
+			json.Unmarshal([]byte(text), &body)
+			if status == want {
+				if regexp.MustCompile(`acme|globex|key_`).MatchString(text) {
+					t.Fatalf("/readyz reveals tenants or keys: %s", text)
+				}
+				return body
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz stayed %d (%s), want %d", status, text, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if status, text := s.get("/healthz"); status != 200 || !strings.Contains(text, `"ok"`) {
+		t.Fatalf("/healthz: %d %s", status, text)
+	}
+	ready(200)
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	body := ready(503)
+	if checks, _ := body["checks"].(map[string]any); checks["nats"] != "disconnected" {
+		t.Fatalf("not-ready checks = %v, want nats disconnected", body)
+	}
+	if status, _ := s.get("/healthz"); status != 200 {
+		t.Fatalf("/healthz while NATS is down: %d; the process is alive", status)
+	}
+
+	ns, err = jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: natsDir, Host: "127.0.0.1", Port: port}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready(200)
+	// And it serves again: commands go through once NATS is back.
+	s.report(k.full, uuid.NewString(), "low")
+}

@@ -1,0 +1,202 @@
+// Package metrics exposes anomalyd's Prometheus metrics: requests, commands,
+// appended events, projection positions and lag, effects, and the state of the
+// connections to the store and NATS. Labels never carry tenants or principals.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
+	"github.com/anomalyd/anomalyd/projections"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the registry of one anomalyd process; nothing is registered
+// globally.
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.HistogramVec
+	commands *prometheus.CounterVec
+	appended *prometheus.CounterVec
+	effects  *prometheus.CounterVec
+}
+
+// New returns the metrics of a process, with the Go runtime and process
+// collectors registered.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "anomalyd_http_request_duration_seconds",
+			Help:    "Duration of HTTP requests by route template, method and status.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method", "status"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anomalyd_commands_total",
+			Help: "Commands by type and outcome (ok, conflict, invalid, not_found, denied, limited, error).",
+		}, []string{"command", "outcome"}),
+		appended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anomalyd_events_appended_total",
+			Help: "Events appended to the store by type, and appends refused as concurrency conflicts or failed.",
+		}, []string{"type", "outcome"}),
+		effects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anomalyd_effects_total",
+			Help: "Agent effects by outcome of their publish (published, failed).",
+		}, []string{"outcome"}),
+	}
+	m.reg.MustRegister(m.requests, m.commands, m.appended, m.effects,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// commandNames maps the route templates of commands to command names.
+var commandNames = map[string]string{
+	"/v1/anomalies":                         "report",
+	"/v1/anomalies/{anomalyId}/investigate": "investigate",
+	"/v1/anomalies/{anomalyId}/resolve":     "resolve",
+	"/v1/anomalies/{anomalyId}/dismiss":     "dismiss",
+	"/v1/agents/{agentId}/restore":          "restore",
+	"/v1/agents/{agentId}/revoke":           "revoke",
+}
+
+// ObserveRequest records one HTTP request; a POST to a command route also
+// counts as that command, with an outcome from its status.
+func (m *Metrics) ObserveRequest(method, route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Observe(d.Seconds())
+	if name, ok := commandNames[route]; ok && method == http.MethodPost {
+		m.commands.WithLabelValues(name, outcome(status)).Inc()
+	}
+}
+
+func outcome(status int) string {
+	switch {
+	case status < 300:
+		return "ok"
+	case status == http.StatusConflict:
+		return "conflict"
+	case status == http.StatusNotFound:
+		return "not_found"
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return "denied"
+	case status == http.StatusTooManyRequests:
+		return "limited"
+	case status < 500:
+		return "invalid"
+	}
+	return "error"
+}
+
+// Store counts the appends of s.
+func (m *Metrics) Store(s eventstore.Store) eventstore.Store { return countingStore{Store: s, m: m} }
+
+type countingStore struct {
+	eventstore.Store
+	m *Metrics
+}
+
+func (s countingStore) Append(ctx context.Context, expected uint64, ev domain.Event) (eventstore.Recorded, error) {
+	r, err := s.Store.Append(ctx, expected, ev)
+	result := "ok"
+	switch {
+	case domain.ErrorCode(err) == domain.ECONFLICT:
+		result = "conflict"
+	case err != nil:
+		result = "error"
+	}
+	s.m.appended.WithLabelValues(ev.Type, result).Inc()
+	return r, err
+}
+
+// Sink counts the publishes of s.
+func (m *Metrics) Sink(s projections.EffectSink) projections.EffectSink {
+	return countingSink{EffectSink: s, m: m}
+}
+
+type countingSink struct {
+	projections.EffectSink
+	m *Metrics
+}
+
+func (s countingSink) Publish(ctx context.Context, e projections.Effect) error {
+	err := s.EffectSink.Publish(ctx, e)
+	if err != nil {
+		s.m.effects.WithLabelValues("failed").Inc()
+	} else {
+		s.m.effects.WithLabelValues("published").Inc()
+	}
+	return err
+}
+
+// WatchProjections exports each runner's position and its lag behind the
+// store's head (read at scrape time), and whether the store answered.
+func (m *Metrics) WatchProjections(store eventstore.Store, runners map[string]*projections.Runner) {
+	m.reg.MustRegister(&projectionCollector{store: store, runners: runners})
+}
+
+// WatchNATS exports whether the NATS connection is up.
+func (m *Metrics) WatchNATS(connected func() bool) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "anomalyd_nats_connected",
+		Help: "1 while the connection to NATS is up.",
+	}, func() float64 {
+		if connected() {
+			return 1
+		}
+		return 0
+	}))
+}
+
+var (
+	positionDesc = prometheus.NewDesc("anomalyd_projection_position",
+		"Store position of the last event a projection applied.", []string{"projection"}, nil)
+	lagDesc = prometheus.NewDesc("anomalyd_projection_lag",
+		"How far a projection is behind the store's head, in store positions.", []string{"projection"}, nil)
+	headDesc = prometheus.NewDesc("anomalyd_store_head_position",
+		"Position of the latest event in the store.", nil, nil)
+	storeUpDesc = prometheus.NewDesc("anomalyd_store_up",
+		"1 when the event store answered the last scrape's head request.", nil, nil)
+)
+
+type projectionCollector struct {
+	store   eventstore.Store
+	runners map[string]*projections.Runner
+}
+
+func (c *projectionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- positionDesc
+	ch <- lagDesc
+	ch <- headDesc
+	ch <- storeUpDesc
+}
+
+func (c *projectionCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	head, err := c.store.Head(ctx)
+	up := 1.0
+	if err != nil {
+		up = 0
+	}
+	ch <- prometheus.MustNewConstMetric(storeUpDesc, prometheus.GaugeValue, up)
+	if err == nil {
+		ch <- prometheus.MustNewConstMetric(headDesc, prometheus.GaugeValue, float64(head))
+	}
+	for name, r := range c.runners {
+		pos := r.Position()
+		ch <- prometheus.MustNewConstMetric(positionDesc, prometheus.GaugeValue, float64(pos), name)
+		if err == nil {
+			ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(head-min(pos, head)), name)
+		}
+	}
+}
