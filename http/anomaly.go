@@ -222,6 +222,10 @@ func (s *Server) handleAnomalyResolve(w http.ResponseWriter, r *http.Request) {
 		if err := required("resolution", req.Resolution); err != nil {
 			return app.Result{}, err
 		}
+		// A bad enum is the request's fault whatever the anomaly: 400 before 404.
+		if _, err := domain.ParseResolution(*req.Resolution); err != nil {
+			return app.Result{}, err
+		}
 		return s.cfg.Commands.Resolve(r.Context(), p, id, domain.ResolveAnomaly{
 			Resolution: domain.Resolution(*req.Resolution), Notes: req.Notes, ResolvedBy: req.ResolvedBy,
 		})

@@ -1,15 +1,21 @@
 package main_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	main "github.com/anomalyd/anomalyd/cmd/anomalyd"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
 	"github.com/google/uuid"
 )
@@ -156,4 +162,61 @@ func TestHealthAndReadinessFollowNATS(t *testing.T) {
 	ready(200)
 	// And it serves again: commands go through once NATS is back.
 	s.report(k.full, uuid.NewString(), "low")
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// One JSON log line per request, with route, status, duration, tenant and
+// principal; the trace id of an error response is on its line; no secret is.
+func TestRequestLogLines(t *testing.T) {
+	dir := t.TempDir()
+	k := newKeys(t, dir)
+	cfg, err := main.ParseConfig([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--nats-listen", "off", "--log-format", "json"},
+		func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	m := main.NewMain(cfg, main.NewLogger(cfg, &logs))
+	ctx := context.Background()
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	s := &server{t: t, m: m, base: "http://" + m.HTTPAddr()}
+	ok := s.do("POST", "/v1/anomalies", k.full, "acme", fmt.Sprintf(`{"agent_id":%q,"anomaly_type":"rate_spike","severity":"low"}`, uuid.NewString()))
+	bad := s.do("POST", "/v1/anomalies/"+uuid.NewString()+"/resolve", k.full, "acme", `{"resolution":"oops"}`)
+	if ok.status != 201 || bad.status != 400 {
+		t.Fatalf("statuses %d, %d", ok.status, bad.status)
+	}
+	var found bool
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if rec["msg"] != "request" {
+			continue
+		}
+		for _, f := range []string{"route", "status", "duration", "tenant", "principal", "trace_id", "method"} {
+			if _, ok := rec[f]; !ok {
+				t.Errorf("request line without %s: %s", f, line)
+			}
+		}
+		if rec["trace_id"] == bad.body["trace_id"] {
+			found = rec["status"] == float64(400) && rec["route"] == "/v1/anomalies/{anomalyId}/resolve" && rec["tenant"] == "acme"
+		}
+	}
+	if !found {
+		t.Errorf("no request line carries the error's trace id %v:\n%s", bad.body["trace_id"], logs.String())
+	}
+	if strings.Contains(logs.String(), k.full) {
+		t.Error("an API key secret is in the log")
+	}
 }
