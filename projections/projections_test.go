@@ -22,7 +22,9 @@ var (
 	actor = domain.Actor{ID: "key_test", Kind: domain.ActorAPIKey}
 )
 
-func newStore(t *testing.T) *jetstream.Store {
+func newStore(t *testing.T) *jetstream.Store { return newStoreB(t) }
+
+func newStoreB(t testing.TB) *jetstream.Store {
 	t.Helper()
 	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}, nil)
 	if err != nil {

@@ -1,0 +1,105 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
+	"github.com/anomalyd/anomalyd/projections"
+	"github.com/google/uuid"
+)
+
+// benchLog builds n anomalies, half of them resolved, across tenants and
+// agents, as the command side records them.
+func benchLog(b *testing.B, n int) []eventstore.Recorded {
+	b.Helper()
+	var out []eventstore.Recorded
+	pos := uint64(0)
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	agents := make([]uuid.UUID, max(1, n/4))
+	for i := range agents {
+		agents[i] = uuid.New()
+	}
+	for i := range n {
+		tenant := []string{"acme", "globex", "initech", "umbrella"}[i%4]
+		m := domain.Meta{EventID: uuid.New(), At: at.Add(time.Duration(i) * time.Millisecond), Actor: actor}
+		a, err := domain.Report(domain.ReportAnomaly{Tenant: tenant, AnomalyID: uuid.New(), AgentID: agents[i%len(agents)],
+			AnomalyType: "rate_spike", Severity: domain.SeverityHigh}, domain.DefaultPolicy(), m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i%2 == 0 {
+			m.EventID = uuid.New()
+			if err := a.Resolve(domain.ResolveAnomaly{Resolution: domain.ResolutionFalsePositive}, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, e := range a.Changes() {
+			pos++
+			out = append(out, eventstore.Recorded{Event: e, Position: pos})
+		}
+	}
+	return out
+}
+
+// BenchmarkReadModelApply measures the fold of the read models (anomalies,
+// agents, policies) alone, without a store: events per second.
+func BenchmarkReadModelApply(b *testing.B) {
+	log := benchLog(b, 20000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	applied := 0
+	for b.Loop() {
+		m := projections.Multi{projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()}
+		for _, r := range log {
+			if err := m.Apply(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		applied += len(log)
+	}
+	b.ReportMetric(float64(applied)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkReplayFromStore measures a full replay of a JetStream log into fresh
+// read models, as at start-up: read, decode and fold, events per second.
+func BenchmarkReplayFromStore(b *testing.B) {
+	store := newStoreB(b)
+	log := benchLog(b, 10000)
+	ctx := context.Background()
+	var head uint64
+	versions := map[domain.StreamID]uint64{}
+	for _, r := range log {
+		rec, err := store.Append(ctx, versions[r.Stream], r.Event)
+		if err != nil {
+			b.Fatal(err)
+		}
+		versions[r.Stream] = r.Version
+		head = rec.Position
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	replayed := 0
+	done := errors.New("done")
+	for b.Loop() {
+		m := projections.Multi{projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()}
+		err := store.Subscribe(ctx, 0, func(r eventstore.Recorded) error {
+			if err := m.Apply(ctx, r); err != nil {
+				return err
+			}
+			replayed++
+			if r.Position >= head {
+				return done
+			}
+			return nil
+		})
+		if !errors.Is(err, done) {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(replayed)/b.Elapsed().Seconds(), "events/s")
+}
