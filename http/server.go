@@ -117,6 +117,7 @@ func NewServer(cfg Config) *Server {
 	}))
 	s.router.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet)
 	s.router.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet)
+	s.router.Handle("/openapi.json", OpenAPIHandler()).Methods(http.MethodGet)
 	if cfg.Metrics != nil {
 		s.router.Handle("/metrics", cfg.Metrics).Methods(http.MethodGet)
 	}

@@ -147,9 +147,17 @@ func TestHealthAndReadinessFollowNATS(t *testing.T) {
 
 	ns.Shutdown()
 	ns.WaitForShutdown()
-	body := ready(503)
-	if checks, _ := body["checks"].(map[string]any); checks["nats"] != "disconnected" {
-		t.Fatalf("not-ready checks = %v, want nats disconnected", body)
+	// The store check may fail a moment before the client notices the
+	// disconnection: wait for both.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		body := ready(503)
+		if checks, _ := body["checks"].(map[string]any); checks["nats"] == "disconnected" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not-ready checks = %v, want nats disconnected", body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if status, _ := s.get("/healthz"); status != 200 {
 		t.Fatalf("/healthz while NATS is down: %d; the process is alive", status)

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunCountsEveryCommandAndEffect runs the tool against the real anomalyd
+// binary with small numbers and checks that the report accounts for every
+// command and every effect, once with an agent per anomaly and once with
+// several anomalies holding each agent, where only the resolve that releases
+// an agent's last hold restores it.
+func TestRunCountsEveryCommandAndEffect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the anomalyd binary")
+	}
+	bin := filepath.Join(t.TempDir(), "anomalyd")
+	if out, err := exec.Command("go", "build", "-o", bin, "../anomalyd").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		name           string
+		agents         int
+		rate           float64
+		expectedAgents int
+	}{
+		{"OneEffectPerCommandWithAnAgentPerAnomaly", 0, 0, 200},
+		{"OneEffectPerAgentWhenAnomaliesShareAgents", 50, 1000, 50},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := defaultConfig()
+			cfg.Anomalyd, cfg.Anomalies, cfg.Agents, cfg.Clients, cfg.Tenants, cfg.Rate = bin, 200, tc.agents, 8, 2, tc.rate
+			cfg.MaxDuration, cfg.EffectWait = 2*time.Minute, 20*time.Second
+			if err := cfg.validate(); err != nil {
+				t.Fatal(err)
+			}
+			var progress bytes.Buffer
+			rep, err := Run(context.Background(), cfg, &progress)
+			if err != nil {
+				t.Fatalf("%v\nprogress:\n%s", err, progress.String())
+			}
+			var text bytes.Buffer
+			if err := rep.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("\n%s", text.String())
+
+			if len(rep.Problems) > 0 || len(rep.Notes) > 0 {
+				t.Errorf("problems: %v, notes: %v", rep.Problems, rep.Notes)
+			}
+			for _, name := range []string{"report", "resolve", "raw-publish", "raw-read-write"} {
+				p := rep.Phase(name)
+				if p == nil {
+					t.Errorf("no %s phase in the report", name)
+					continue
+				}
+				if p.Planned != 200 || p.Count != 200 || p.OK != 200 || len(p.Errors) != 0 {
+					t.Errorf("%s: planned %d, count %d, ok %d, errors %v; want 200, 200, 200 and none",
+						name, p.Planned, p.Count, p.OK, p.Errors)
+				}
+				checkOrdered(t, name+" latency", p.Latency, 200)
+				if p.Throughput <= 0 {
+					t.Errorf("%s: throughput %v", name, p.Throughput)
+				}
+			}
+			if len(rep.Effects) != 2 {
+				t.Fatalf("effects: %d results, want 2", len(rep.Effects))
+			}
+			for _, e := range rep.Effects {
+				if e.Expected != tc.expectedAgents || e.Seen != e.Expected || e.Unmatched != 0 {
+					t.Errorf("%s: seen %d of %d expected (%d unmatched); want all %d",
+						e.Type, e.Seen, e.Expected, e.Unmatched, tc.expectedAgents)
+				}
+				checkOrdered(t, e.Type+" delay", e.Delay, tc.expectedAgents)
+			}
+			if w := rep.EffectsWatch; w == nil || w.Duplicates != 0 || w.Dropped != 0 || w.Undecoded != 0 || w.Error != "" {
+				t.Errorf("effects subscription: %+v", w)
+			}
+			if rep.Ratios == nil || rep.Ratios.ResolveOverRawPublish <= 0 || rep.Ratios.ResolveOverRawReadWrite <= 0 {
+				t.Errorf("ratios: %+v", rep.Ratios)
+			}
+			if !rep.Clean() {
+				t.Error("the report is not clean")
+			}
+			if !strings.Contains(progress.String(), "resolve: 200/200 done") {
+				t.Errorf("no final resolve progress line in:\n%s", progress.String())
+			}
+
+			var back Report
+			var js bytes.Buffer
+			if err := rep.WriteJSON(&js); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Phase("resolve") == nil || back.Phase("resolve").OK != 200 {
+				t.Errorf("JSON report does not read back: %v\n%s", err, js.String())
+			}
+		})
+	}
+}
+
+func checkOrdered(t *testing.T, what string, l Latency, samples int) {
+	t.Helper()
+	if l.Samples != samples {
+		t.Errorf("%s: %d samples, want %d", what, l.Samples, samples)
+	}
+	if !(0 <= l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.Max) {
+		t.Errorf("%s: percentiles out of order: %+v", what, l)
+	}
+}
+
+func TestPercentilesAreNearestRank(t *testing.T) {
+	samples := make([]time.Duration, 0, 100)
+	for i := 100; i >= 1; i-- {
+		samples = append(samples, time.Duration(i)*time.Millisecond)
+	}
+	got := percentiles(samples)
+	want := Latency{P50: 50, P90: 90, P99: 99, Max: 100, Mean: 50.5, Samples: 100}
+	if got != want {
+		t.Errorf("percentiles of 1..100 ms = %+v, want %+v", got, want)
+	}
+	if got := percentiles(nil); got != (Latency{}) {
+		t.Errorf("percentiles of nothing = %+v, want zeros", got)
+	}
+}
+
+func TestParseFlagsRefusesContradictions(t *testing.T) {
+	for _, args := range [][]string{
+		{"--key", "k"},
+		{"--target", "http://127.0.0.1:1"},
+		{"--target", "127.0.0.1:8080", "--key", "k", "--tenant", "t"},
+		{"--target", "http://127.0.0.1:1", "--key", "k", "--tenant", "t", "--anomalyd", "/bin/true"},
+		{"--anomalies", "0"},
+		{"--rate", "-1"},
+		{"--clients", "0"},
+	} {
+		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("parseFlags(%q) = nil error", args)
+		}
+	}
+	c, err := parseFlags([]string{"--target", "http://127.0.0.1:1", "--key", "k", "--tenant", "t", "--tenants", "4"}, &bytes.Buffer{})
+	if err != nil || c.Tenants != 1 {
+		t.Errorf("with --target: tenants %d, err %v; want 1 tenant", c.Tenants, err)
+	}
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// tenantKey is the credential of one tenant.
+type tenantKey struct {
+	tenant, key string
+}
+
+// workload is what the HTTP phases send: anomaly i is reported against agent
+// i mod agents, and agent j belongs to tenant j mod tenants, so each agent
+// lives in one tenant.
+type workload struct {
+	base    string
+	client  *http.Client
+	tenants []tenantKey
+	agents  []uuid.UUID
+	// ids holds the id the server gave anomaly i, "" when its report failed.
+	ids []string
+}
+
+func newWorkload(base string, tenants []tenantKey, anomalies, agents, clients int, timeout time.Duration) *workload {
+	w := &workload{
+		base: strings.TrimRight(base, "/"), tenants: tenants,
+		agents: make([]uuid.UUID, agents), ids: make([]string, anomalies),
+	}
+	for j := range w.agents {
+		w.agents[j] = uuid.New()
+	}
+	// One transport for every client, with an idle connection kept for each,
+	// so that every request after the first reuses a keep-alive connection.
+	w.client = &http.Client{Timeout: timeout, Transport: &http.Transport{
+		Proxy:               nil, // loopback: never through a proxy from the environment
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        clients,
+		MaxIdleConnsPerHost: clients,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}}
+	return w
+}
+
+func (w *workload) agentOf(i int) int { return i % len(w.agents) }
+
+func (w *workload) tenantOf(i int) tenantKey { return w.tenants[w.agentOf(i)%len(w.tenants)] }
+
+// report is operation i of the report phase: a high-severity anomaly, which
+// suspends its agent.
+func (w *workload) report(ctx context.Context, i int) (string, string) {
+	body := fmt.Sprintf(`{"agent_id":%q,"anomaly_type":"rate_spike","severity":"high","details":{"rps":950,"source":"anomalybench"}}`,
+		w.agents[w.agentOf(i)])
+	status, b, err := w.post(ctx, w.tenantOf(i), "/v1/anomalies", body)
+	if err != nil {
+		return transportKind(err), err.Error()
+	}
+	if status != http.StatusCreated {
+		return fmt.Sprintf("HTTP %d", status), string(b)
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil || out.ID == "" {
+		return "bad response", fmt.Sprintf("201 without an id: %.200s", b)
+	}
+	w.ids[i] = out.ID
+	return "", ""
+}
+
+// resolve is operation k of the resolve phase, on the anomaly at index
+// order[k]. Both resolutions it uses reverse the auto-response, so the resolve
+// that releases an agent's last hold restores it.
+func (w *workload) resolve(order []int) op {
+	return func(ctx context.Context, k int) (string, string) {
+		i := order[k]
+		res := "false_positive"
+		if i%2 == 1 {
+			res = "accepted_risk"
+		}
+		status, b, err := w.post(ctx, w.tenantOf(i), "/v1/anomalies/"+w.ids[i]+"/resolve",
+			`{"resolution":"`+res+`","notes":"anomalybench"}`)
+		if err != nil {
+			return transportKind(err), err.Error()
+		}
+		if status != http.StatusOK {
+			return fmt.Sprintf("HTTP %d", status), string(b)
+		}
+		return "", ""
+	}
+}
+
+// post sends one request and reads the whole response, so that the
+// connection goes back to the pool and the latency includes the body.
+func (w *workload) post(ctx context.Context, t tenantKey, path, body string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.base+path, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("X-API-Key", t.key)
+	req.Header.Set("X-Tenant-ID", t.tenant)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := w.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return 0, nil, err
+	}
+	return res.StatusCode, b, nil
+}
+
+// transportKind names a transport error by its cause, without the addresses
+// that would make every error a kind of its own.
+func transportKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return "transport: timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "transport: connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "transport: connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "transport: connection closed"
+	}
+	return "transport: other"
+}

@@ -1,0 +1,229 @@
+// Command anomalybench is the load tool of anomalyd: it reports and resolves
+// anomalies over the HTTP API with concurrent keep-alive clients, measures
+// throughput, latency and the delay until each command's agent effect reaches
+// a NATS subscriber, and compares the resolve rate with what JetStream alone
+// gives for the same appends. `anomalybench --help` describes every flag.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "anomalybench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := Run(ctx, cfg, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "anomalybench:", err)
+		os.Exit(1)
+	}
+	if cfg.JSON {
+		err = rep.WriteJSON(os.Stdout)
+	} else {
+		err = rep.WriteText(os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "anomalybench:", err)
+		os.Exit(1)
+	}
+	if !rep.Clean() {
+		os.Exit(1)
+	}
+}
+
+// serverStopGrace is how long a started anomalyd has to stop after SIGTERM.
+const serverStopGrace = 30 * time.Second
+
+// Run runs the phases that cfg asks for and returns their report, writing
+// progress lines to progress. It returns an error only when it cannot run at
+// all (no server, no NATS); a run cut short by cfg.MaxDuration or by ctx is
+// reported, with the problem named, and is not Clean.
+func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.MaxDuration)
+	defer cancel()
+	rep := &Report{
+		Target: cfg.Target, Server: "external", Tenants: cfg.Tenants, Agents: cfg.agents(), Anomalies: cfg.Anomalies,
+		Clients: cfg.Clients, Rate: cfg.Rate, NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+	}
+	natsURL := cfg.NATSURL
+	tenants := []tenantKey{{tenant: cfg.Tenant, key: cfg.Key}}
+	if cfg.Target == "" {
+		tmp, err := os.MkdirTemp("", "anomalybench-*")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		bin := cfg.Anomalyd
+		if bin == "" {
+			fmt.Fprintln(progress, "building ./cmd/anomalyd")
+			if bin, err = buildAnomalyd(ctx, tmp); err != nil {
+				return nil, err
+			}
+		}
+		dataDir := filepath.Join(tmp, "data")
+		names := make([]string, cfg.Tenants)
+		for i := range names {
+			names[i] = fmt.Sprintf("bench-%d", i)
+		}
+		keys, err := createKeys(dataDir, names)
+		if err != nil {
+			return nil, err
+		}
+		tenants = tenants[:0]
+		for _, n := range names {
+			tenants = append(tenants, tenantKey{tenant: n, key: keys[n]})
+		}
+		srv, err := startServer(ctx, bin, dataDir)
+		if err != nil {
+			return nil, err
+		}
+		stopped := false
+		stopServer := func() {
+			if !stopped {
+				stopped = true
+				if err := srv.stop(serverStopGrace); err != nil {
+					rep.Problems = append(rep.Problems, err.Error())
+				}
+				l := srv.log.summary()
+				rep.ServerLog = &l
+			}
+		}
+		defer stopServer()
+		rep.Server, rep.Target, natsURL = "started", srv.base, srv.natsURL
+		fmt.Fprintf(progress, "anomalyd listening at %s, NATS at %s\n", srv.base, srv.natsURL)
+		if err := runLoad(ctx, cfg, rep, tenants, natsURL, progress); err != nil {
+			return nil, err
+		}
+		// The raw ceiling gets the machine to itself.
+		stopServer()
+	} else if err := runLoad(ctx, cfg, rep, tenants, natsURL, progress); err != nil {
+		return nil, err
+	}
+
+	if cfg.Raw && ctx.Err() == nil {
+		raw, err := rawCeiling(ctx, cfg, cfg.NATSURL, progress)
+		if err != nil {
+			return nil, err
+		}
+		rep.Phases = append(rep.Phases, raw...)
+		resolve, pub, rw := rep.Phase("resolve"), rep.Phase("raw-publish"), rep.Phase("raw-read-write")
+		if resolve != nil && pub != nil && rw != nil && pub.Throughput > 0 && rw.Throughput > 0 {
+			rep.Ratios = &Ratios{
+				ResolveOverRawPublish:   resolve.Throughput / pub.Throughput,
+				ResolveOverRawReadWrite: resolve.Throughput / rw.Throughput,
+			}
+		}
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		rep.Problems = append(rep.Problems, fmt.Sprintf("cut short by --max-duration %s", cfg.MaxDuration))
+	case ctx.Err() != nil:
+		rep.Problems = append(rep.Problems, "interrupted")
+	}
+	return rep, nil
+}
+
+// runLoad runs the HTTP phases against the server at rep.Target and, when
+// natsURL is known, measures the delay of the effects they cause.
+func runLoad(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, natsURL string, progress io.Writer) error {
+	var w *watcher
+	if natsURL != "" {
+		var err error
+		if w, err = watchEffects(natsURL); err != nil {
+			return err
+		}
+		defer w.close()
+	} else {
+		rep.Notes = append(rep.Notes, "effect delay not measured: pass --nats with --target")
+	}
+
+	wl := newWorkload(rep.Target, tenants, cfg.Anomalies, cfg.agents(), cfg.Clients, cfg.RequestTimeout)
+	before := scrapeServer(ctx, wl.client, wl.base)
+	report := newPhase("report", cfg.Anomalies, cfg.Clients, 0)
+	report.run(ctx, progress, wl.report)
+	after := scrapeServer(context.WithoutCancel(ctx), wl.client, wl.base)
+	rep.Phases = append(rep.Phases, report.result())
+	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies")
+	if ctx.Err() != nil {
+		return nil
+	}
+
+	var order []int // anomalies to resolve: those reported
+	for i, id := range wl.ids {
+		if id != "" {
+			order = append(order, i)
+		}
+	}
+	suspended := expectation{phase: "report", typ: "agent.suspended", want: map[effectKey]bool{}, answered: map[string]time.Time{}}
+	for _, i := range order {
+		suspended.want[effectKey{suspended.typ, wl.agents[wl.agentOf(i)].String()}] = true
+		suspended.answered[wl.ids[i]] = report.done[i]
+	}
+	if w != nil {
+		// The effects of the resolves queue behind those of the reports: let
+		// the reports' drain first, so that the resolves' delay is their own.
+		fmt.Fprintf(progress, "effects: %d/%d agent.suspended arrived, waiting up to %s for the rest before resolving\n",
+			w.count(suspended.want), len(suspended.want), cfg.EffectWait)
+		w.waitFor(ctx, suspended.want, cfg.EffectWait)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+
+	before = scrapeServer(ctx, wl.client, wl.base)
+	resolve := newPhase("resolve", len(order), cfg.Clients, cfg.Rate)
+	resolve.run(ctx, progress, wl.resolve(order))
+	after = scrapeServer(context.WithoutCancel(ctx), wl.client, wl.base)
+	rep.Phases = append(rep.Phases, resolve.result())
+	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies/{anomalyId}/resolve")
+	if w == nil {
+		return nil
+	}
+	// An agent is restored once every anomaly that holds it is resolved.
+	restored := expectation{phase: "resolve", typ: "agent.restored", want: map[effectKey]bool{}, answered: map[string]time.Time{}}
+	released := map[int]bool{}
+	for k, i := range order {
+		a := wl.agentOf(i)
+		if _, seen := released[a]; !seen {
+			released[a] = true
+		}
+		if resolve.ok[k] {
+			restored.answered[wl.ids[i]] = resolve.done[k]
+		} else {
+			released[a] = false
+		}
+	}
+	for a, ok := range released {
+		if ok {
+			restored.want[effectKey{restored.typ, wl.agents[a].String()}] = true
+		}
+	}
+	fmt.Fprintf(progress, "effects: %d/%d agent.restored arrived, waiting up to %s for the rest\n",
+		w.count(restored.want), len(restored.want), cfg.EffectWait)
+	w.waitFor(ctx, restored.want, cfg.EffectWait)
+	rep.Effects = []*EffectResult{w.matchEffects(suspended), w.matchEffects(restored)}
+	dup, undecoded, dropped, err := w.health()
+	rep.EffectsWatch = &EffectsWatch{Duplicates: dup, Undecoded: undecoded, Dropped: dropped}
+	if err != nil {
+		rep.EffectsWatch.Error = err.Error()
+	}
+	return nil
+}
