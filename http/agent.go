@@ -7,10 +7,9 @@ import (
 	"github.com/anomalyd/anomalyd/app"
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/google/uuid"
-	"github.com/gorilla/mux"
 )
 
-func (s *Server) registerAgentRoutes(r *mux.Router) {
+func (s *Server) registerAgentRoutes(r v1Routes) {
 	r.HandleFunc("/agents/{agentId}", s.handleAgentGet).Methods(http.MethodGet)
 	r.HandleFunc("/agents/{agentId}/restore", s.handleAgentRestore).Methods(http.MethodPost)
 	r.HandleFunc("/agents/{agentId}/revoke", s.handleAgentRevoke).Methods(http.MethodPost)

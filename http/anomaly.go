@@ -10,10 +10,9 @@ import (
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/projections"
 	"github.com/google/uuid"
-	"github.com/gorilla/mux"
 )
 
-func (s *Server) registerAnomalyRoutes(r *mux.Router) {
+func (s *Server) registerAnomalyRoutes(r v1Routes) {
 	r.HandleFunc("/anomalies", s.handleAnomalyReport).Methods(http.MethodPost)
 	r.HandleFunc("/anomalies", s.handleAnomalyList).Methods(http.MethodGet)
 	r.HandleFunc("/anomalies/{anomalyId}", s.handleAnomalyGet).Methods(http.MethodGet)

@@ -121,8 +121,12 @@ func NewServer(cfg Config) *Server {
 	if cfg.Metrics != nil {
 		s.router.Handle("/metrics", cfg.Metrics).Methods(http.MethodGet)
 	}
-	v1 := s.router.PathPrefix("/v1").Subrouter()
-	v1.Use(s.withPrincipal, s.withRateLimit, s.withIdempotency)
+	// The /v1 routes hang on the root router, each wrapped in the /v1 chain:
+	// a gorilla/mux subrouter answers 404 instead of 405 for a known path with
+	// another method (gorilla/mux#739).
+	v1 := v1Routes{router: s.router, chain: func(h http.Handler) http.Handler {
+		return s.withPrincipal(s.withRateLimit(s.withIdempotency(h)))
+	}}
 	s.registerAnomalyRoutes(v1)
 	s.registerAgentRoutes(v1)
 	s.srv = &http.Server{
@@ -170,4 +174,15 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	return s.srv.Shutdown(ctx)
+}
+
+// v1Routes registers routes under /v1, each behind the authentication, rate
+// limit and idempotency middleware.
+type v1Routes struct {
+	router *mux.Router
+	chain  func(http.Handler) http.Handler
+}
+
+func (v v1Routes) HandleFunc(path string, f http.HandlerFunc) *mux.Route {
+	return v.router.Handle("/v1"+path, v.chain(f))
 }

@@ -257,10 +257,8 @@ func TestUnknownRoutesAndMethodsAreRefused(t *testing.T) {
 		{"GET", "/v1/anomaly", http.StatusNotFound, "NOT_FOUND"},
 		{"GET", "/v1/anomalies/" + id + "/audit", http.StatusNotFound, "NOT_FOUND"},
 		{"GET", "/v2/anomalies", http.StatusNotFound, "NOT_FOUND"},
-		// Not yet under /v1: there gorilla/mux v1.8.1 answers a wrong method
-		// 404 unless the route is the subrouter's last (gorilla/mux#739),
-		// which DESIGN.md does not allow; the contract check reports it.
 		{"POST", "/healthz", http.StatusMethodNotAllowed, "INVALID_INPUT"},
+		{"DELETE", "/v1/anomalies/" + id, http.StatusMethodNotAllowed, "INVALID_INPUT"},
 		{"DELETE", "/readyz", http.StatusMethodNotAllowed, "INVALID_INPUT"},
 	} {
 		for _, key := range []string{"", k.full} {

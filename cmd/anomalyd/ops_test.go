@@ -228,3 +228,21 @@ func TestRequestLogLines(t *testing.T) {
 		t.Error("an API key secret is in the log")
 	}
 }
+
+// A known /v1 path with another method is 405, in the documented error body.
+func TestMethodNotAllowedUnderV1(t *testing.T) {
+	dir, flags := newEnv(t, "jetstream")
+	k := newKeys(t, dir)
+	s := start(t, dir, flags...)
+	id := uuid.NewString()
+	for _, c := range []struct{ method, path string }{
+		{"DELETE", "/v1/anomalies/" + id},
+		{"GET", "/v1/anomalies/" + id + "/resolve"},
+		{"PUT", "/v1/agents/" + id + "/restore"},
+	} {
+		r := s.do(c.method, c.path, k.full, "acme", "")
+		if r.status != http.StatusMethodNotAllowed || r.body["trace_id"] == "" {
+			t.Errorf("%s %s: %d %s, want 405", c.method, c.path, r.status, r.raw)
+		}
+	}
+}
