@@ -102,21 +102,9 @@ func (s *Server) handleAgentRevoke(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) agentCommand(w http.ResponseWriter, r *http.Request, req any, optionalBody bool,
 	run func(domain.Principal, uuid.UUID) (app.AgentResult, error)) {
-	p := principal(r)
-	if err := requireScope(p, domain.ScopeAgentsWrite); err != nil {
-		s.Error(w, r, err)
+	p, id, ok := s.commandInput(w, r, domain.ScopeAgentsWrite, "agentId", req, optionalBody)
+	if !ok {
 		return
-	}
-	id, err := pathID(r, "agentId")
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	if !(optionalBody && r.ContentLength == 0) {
-		if err := decodeJSON(r, req); err != nil {
-			s.Error(w, r, err)
-			return
-		}
 	}
 	res, err := run(p, id)
 	if err != nil {

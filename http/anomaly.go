@@ -268,21 +268,9 @@ func (s *Server) handleAnomalyDismiss(w http.ResponseWriter, r *http.Request) {
 // read model shows it afterwards.
 func (s *Server) anomalyCommand(w http.ResponseWriter, r *http.Request, scope string, req any, optionalBody bool,
 	run func(domain.Principal, uuid.UUID) (app.Result, error)) {
-	p := principal(r)
-	if err := requireScope(p, scope); err != nil {
-		s.Error(w, r, err)
+	p, id, ok := s.commandInput(w, r, scope, "anomalyId", req, optionalBody)
+	if !ok {
 		return
-	}
-	id, err := pathID(r, "anomalyId")
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	if !(optionalBody && r.ContentLength == 0) {
-		if err := decodeJSON(r, req); err != nil {
-			s.Error(w, r, err)
-			return
-		}
 	}
 	res, err := run(p, id)
 	if err != nil {
@@ -290,6 +278,29 @@ func (s *Server) anomalyCommand(w http.ResponseWriter, r *http.Request, scope st
 		return
 	}
 	writeJSON(w, http.StatusOK, toAnomalyJSON(s.afterCommand(r.Context(), p.Tenant, res)))
+}
+
+// commandInput checks, in the documented order, what every command on one
+// resource needs: the scope, the path id, then the body (which may be empty
+// when optionalBody). On a failure it writes the error and returns false.
+func (s *Server) commandInput(w http.ResponseWriter, r *http.Request, scope, param string, req any, optionalBody bool) (domain.Principal, uuid.UUID, bool) {
+	p := principal(r)
+	if err := requireScope(p, scope); err != nil {
+		s.Error(w, r, err)
+		return p, uuid.Nil, false
+	}
+	id, err := pathID(r, param)
+	if err != nil {
+		s.Error(w, r, err)
+		return p, uuid.Nil, false
+	}
+	if !(optionalBody && r.ContentLength == 0) {
+		if err := decodeJSON(r, req); err != nil {
+			s.Error(w, r, err)
+			return p, uuid.Nil, false
+		}
+	}
+	return p, id, true
 }
 
 // afterCommand waits until the read model shows the command's event, so that
