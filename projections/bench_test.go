@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -102,4 +103,42 @@ func BenchmarkReplayFromStore(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(replayed)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkReadModelMemory folds one million reported anomalies (on 250,000
+// agents, four tenants) into the read models and reports the live heap they
+// hold. Run it alone: go test -run '^$' -bench ReadModelMemory -benchtime 1x ./projections
+func BenchmarkReadModelMemory(b *testing.B) {
+	const n = 1_000_000
+	ctx := context.Background()
+	agents := make([]uuid.UUID, n/4)
+	for i := range agents {
+		agents[i] = uuid.New()
+	}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for b.Loop() {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		an, ag := projections.NewAnomalies(), projections.NewAgents()
+		m := projections.Multi{an, ag}
+		for i := range n {
+			tenant := []string{"acme", "globex", "initech", "umbrella"}[i%4]
+			a, err := domain.Report(domain.ReportAnomaly{Tenant: tenant, AnomalyID: uuid.New(), AgentID: agents[i%len(agents)],
+				AnomalyType: "rate_spike", Severity: domain.SeverityHigh, Details: []byte(`{"rps":950,"window":"1m"}`)},
+				domain.DefaultPolicy(), domain.Meta{EventID: uuid.New(), At: at.Add(time.Duration(i)), Actor: actor})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := m.Apply(ctx, eventstore.Recorded{Event: a.Changes()[0], Position: uint64(i + 1)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB-live")
+		runtime.KeepAlive(an)
+		runtime.KeepAlive(ag)
+	}
 }
