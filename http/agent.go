@@ -10,9 +10,9 @@ import (
 )
 
 func (s *Server) registerAgentRoutes(r v1Routes) {
-	r.HandleFunc("/agents/{agentId}", s.handleAgentGet).Methods(http.MethodGet)
-	r.HandleFunc("/agents/{agentId}/restore", s.handleAgentRestore).Methods(http.MethodPost)
-	r.HandleFunc("/agents/{agentId}/revoke", s.handleAgentRevoke).Methods(http.MethodPost)
+	r.handle(http.MethodGet, "/agents/{agentId}", domain.ScopeAgentsRead, s.handleAgentGet)
+	r.handle(http.MethodPost, "/agents/{agentId}/restore", domain.ScopeAgentsWrite, s.handleAgentRestore)
+	r.handle(http.MethodPost, "/agents/{agentId}/revoke", domain.ScopeAgentsWrite, s.handleAgentRevoke)
 }
 
 type holdJSON struct {
@@ -39,14 +39,8 @@ func toAgentJSON(id uuid.UUID, c domain.AgentContainment) agentJSON {
 // handleAgentGet handles GET /v1/agents/{agentId}: the agent's effective status
 // and the anomalies that hold it.
 func (s *Server) handleAgentGet(w http.ResponseWriter, r *http.Request) {
-	p := principal(r)
-	if err := requireScope(p, domain.ScopeAgentsRead); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	id, err := pathID(r, "agentId")
-	if err != nil {
-		s.Error(w, r, err)
+	p, id, ok := s.input(w, r, "agentId", nil, false)
+	if !ok {
 		return
 	}
 	at, err := asOf(r)
@@ -102,7 +96,7 @@ func (s *Server) handleAgentRevoke(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) agentCommand(w http.ResponseWriter, r *http.Request, req any, optionalBody bool,
 	run func(domain.Principal, uuid.UUID) (app.AgentResult, error)) {
-	p, id, ok := s.commandInput(w, r, domain.ScopeAgentsWrite, "agentId", req, optionalBody)
+	p, id, ok := s.input(w, r, "agentId", req, optionalBody)
 	if !ok {
 		return
 	}

@@ -13,13 +13,13 @@ import (
 )
 
 func (s *Server) registerAnomalyRoutes(r v1Routes) {
-	r.HandleFunc("/anomalies", s.handleAnomalyReport).Methods(http.MethodPost)
-	r.HandleFunc("/anomalies", s.handleAnomalyList).Methods(http.MethodGet)
-	r.HandleFunc("/anomalies/{anomalyId}", s.handleAnomalyGet).Methods(http.MethodGet)
-	r.HandleFunc("/anomalies/{anomalyId}/events", s.handleAnomalyEvents).Methods(http.MethodGet)
-	r.HandleFunc("/anomalies/{anomalyId}/investigate", s.handleAnomalyInvestigate).Methods(http.MethodPost)
-	r.HandleFunc("/anomalies/{anomalyId}/resolve", s.handleAnomalyResolve).Methods(http.MethodPost)
-	r.HandleFunc("/anomalies/{anomalyId}/dismiss", s.handleAnomalyDismiss).Methods(http.MethodPost)
+	r.handle(http.MethodPost, "/anomalies", domain.ScopeAnomaliesWrite, s.handleAnomalyReport)
+	r.handle(http.MethodGet, "/anomalies", domain.ScopeAnomaliesRead, s.handleAnomalyList)
+	r.handle(http.MethodGet, "/anomalies/{anomalyId}", domain.ScopeAnomaliesRead, s.handleAnomalyGet)
+	r.handle(http.MethodGet, "/anomalies/{anomalyId}/events", domain.ScopeAnomaliesRead, s.handleAnomalyEvents)
+	r.handle(http.MethodPost, "/anomalies/{anomalyId}/investigate", domain.ScopeAnomaliesWrite, s.handleAnomalyInvestigate)
+	r.handle(http.MethodPost, "/anomalies/{anomalyId}/resolve", domain.ScopeAnomaliesResolve, s.handleAnomalyResolve)
+	r.handle(http.MethodPost, "/anomalies/{anomalyId}/dismiss", domain.ScopeAnomaliesResolve, s.handleAnomalyDismiss)
 }
 
 // anomalyJSON is the one representation of an anomaly that every endpoint
@@ -116,10 +116,6 @@ func (req reportRequest) command() (domain.ReportAnomaly, error) {
 // answers 201 with a Location header and the anomaly.
 func (s *Server) handleAnomalyReport(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
-	if err := requireScope(p, domain.ScopeAnomaliesWrite); err != nil {
-		s.Error(w, r, err)
-		return
-	}
 	var req reportRequest
 	if err := decodeJSON(r, &req); err != nil {
 		s.Error(w, r, err)
@@ -141,14 +137,8 @@ func (s *Server) handleAnomalyReport(w http.ResponseWriter, r *http.Request) {
 
 // handleAnomalyGet handles GET /v1/anomalies/{anomalyId}.
 func (s *Server) handleAnomalyGet(w http.ResponseWriter, r *http.Request) {
-	p := principal(r)
-	if err := requireScope(p, domain.ScopeAnomaliesRead); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	id, err := pathID(r, "anomalyId")
-	if err != nil {
-		s.Error(w, r, err)
+	p, id, ok := s.input(w, r, "anomalyId", nil, false)
+	if !ok {
 		return
 	}
 	at, err := asOf(r)
@@ -156,7 +146,7 @@ func (s *Server) handleAnomalyGet(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	a, ok := s.cfg.Reader.Get(p.Tenant, id)
+	a, found := s.cfg.Reader.Get(p.Tenant, id)
 	if at != nil {
 		// The state at that time comes from the log alone; only the list of
 		// later anomalies that reference it comes from the read model.
@@ -166,9 +156,9 @@ func (s *Server) handleAnomalyGet(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		a = projections.AnomalyView{AnomalyState: st, ReferencedBy: s.referencedBy(p.Tenant, a.ReferencedBy, *at)}
-		ok = true
+		found = true
 	}
-	if !ok {
+	if !found {
 		s.Error(w, r, domain.Errorf(domain.ENOTFOUND, "anomaly %s not found", id))
 		return
 	}
@@ -217,7 +207,7 @@ type resolveRequest struct {
 // the anomaly with a resolution and answers 200 with the anomaly.
 func (s *Server) handleAnomalyResolve(w http.ResponseWriter, r *http.Request) {
 	var req resolveRequest
-	s.anomalyCommand(w, r, domain.ScopeAnomaliesResolve, &req, false, func(p domain.Principal, id uuid.UUID) (app.Result, error) {
+	s.anomalyCommand(w, r, &req, false, func(p domain.Principal, id uuid.UUID) (app.Result, error) {
 		if err := required("resolution", req.Resolution); err != nil {
 			return app.Result{}, err
 		}
@@ -241,7 +231,7 @@ type investigateRequest struct {
 // it moves an open anomaly to investigating. The body is optional.
 func (s *Server) handleAnomalyInvestigate(w http.ResponseWriter, r *http.Request) {
 	var req investigateRequest
-	s.anomalyCommand(w, r, domain.ScopeAnomaliesWrite, &req, true, func(p domain.Principal, id uuid.UUID) (app.Result, error) {
+	s.anomalyCommand(w, r, &req, true, func(p domain.Principal, id uuid.UUID) (app.Result, error) {
 		return s.cfg.Commands.Investigate(r.Context(), p, id, domain.InvestigateAnomaly{Assignee: req.Assignee, Notes: req.Notes})
 	})
 }
@@ -255,7 +245,7 @@ type dismissRequest struct {
 // the anomaly without a determination.
 func (s *Server) handleAnomalyDismiss(w http.ResponseWriter, r *http.Request) {
 	var req dismissRequest
-	s.anomalyCommand(w, r, domain.ScopeAnomaliesResolve, &req, false, func(p domain.Principal, id uuid.UUID) (app.Result, error) {
+	s.anomalyCommand(w, r, &req, false, func(p domain.Principal, id uuid.UUID) (app.Result, error) {
 		if err := required("reason", req.Reason); err != nil {
 			return app.Result{}, err
 		}
@@ -263,12 +253,12 @@ func (s *Server) handleAnomalyDismiss(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// anomalyCommand runs the checks every command on one anomaly shares — scope,
-// path id, body — then the command, and answers 200 with the anomaly as the
-// read model shows it afterwards.
-func (s *Server) anomalyCommand(w http.ResponseWriter, r *http.Request, scope string, req any, optionalBody bool,
+// anomalyCommand runs the checks every command on one anomaly shares — path
+// id, body — then the command, and answers 200 with the anomaly as the read
+// model shows it afterwards. The route checked the scope.
+func (s *Server) anomalyCommand(w http.ResponseWriter, r *http.Request, req any, optionalBody bool,
 	run func(domain.Principal, uuid.UUID) (app.Result, error)) {
-	p, id, ok := s.commandInput(w, r, scope, "anomalyId", req, optionalBody)
+	p, id, ok := s.input(w, r, "anomalyId", req, optionalBody)
 	if !ok {
 		return
 	}
@@ -280,21 +270,18 @@ func (s *Server) anomalyCommand(w http.ResponseWriter, r *http.Request, scope st
 	writeJSON(w, http.StatusOK, toAnomalyJSON(s.afterCommand(r.Context(), p.Tenant, res)))
 }
 
-// commandInput checks, in the documented order, what every command on one
-// resource needs: the scope, the path id, then the body (which may be empty
-// when optionalBody). On a failure it writes the error and returns false.
-func (s *Server) commandInput(w http.ResponseWriter, r *http.Request, scope, param string, req any, optionalBody bool) (domain.Principal, uuid.UUID, bool) {
+// input checks, in the documented order, what a request on one resource
+// needs after its scope: the path id, then the body (none when req is nil; it
+// may be empty when optionalBody). On a failure it writes the error and
+// returns false.
+func (s *Server) input(w http.ResponseWriter, r *http.Request, param string, req any, optionalBody bool) (domain.Principal, uuid.UUID, bool) {
 	p := principal(r)
-	if err := requireScope(p, scope); err != nil {
-		s.Error(w, r, err)
-		return p, uuid.Nil, false
-	}
 	id, err := pathID(r, param)
 	if err != nil {
 		s.Error(w, r, err)
 		return p, uuid.Nil, false
 	}
-	if !(optionalBody && r.ContentLength == 0) {
+	if req != nil && !(optionalBody && r.ContentLength == 0) {
 		if err := decodeJSON(r, req); err != nil {
 			s.Error(w, r, err)
 			return p, uuid.Nil, false

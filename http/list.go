@@ -29,10 +29,6 @@ type listJSON struct {
 // created_before, in pages of limit (1–200, default 50) with an opaque cursor.
 func (s *Server) handleAnomalyList(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
-	if err := requireScope(p, domain.ScopeAnomaliesRead); err != nil {
-		s.Error(w, r, err)
-		return
-	}
 	q, err := parseListQuery(r.URL.Query())
 	if err != nil {
 		s.Error(w, r, err)
@@ -157,14 +153,8 @@ type actorJSON struct {
 // handleAnomalyEvents handles GET /v1/anomalies/{anomalyId}/events: the audit
 // trail, every event of the anomaly read from the log, oldest first.
 func (s *Server) handleAnomalyEvents(w http.ResponseWriter, r *http.Request) {
-	p := principal(r)
-	if err := requireScope(p, domain.ScopeAnomaliesRead); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	id, err := pathID(r, "anomalyId")
-	if err != nil {
-		s.Error(w, r, err)
+	p, id, ok := s.input(w, r, "anomalyId", nil, false)
+	if !ok {
 		return
 	}
 	evs, err := s.cfg.Commands.AnomalyEvents(r.Context(), p, id)

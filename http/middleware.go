@@ -187,11 +187,14 @@ func principal(r *http.Request) domain.Principal {
 	return p
 }
 
-// requireScope answers 403 unless the principal holds scope.
-func requireScope(p domain.Principal, scope string) error {
-	if p.HasScope(scope) {
-		return nil
-	}
-	return &domain.Error{Code: domain.EFORBIDDEN, Message: "the credential lacks scope " + scope,
-		Details: map[string]any{"required_scope": scope}}
+// withScope answers 403 unless the principal holds the route's scope.
+func (s *Server) withScope(scope string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !principal(r).HasScope(scope) {
+			s.Error(w, r, &domain.Error{Code: domain.EFORBIDDEN, Message: "the credential lacks scope " + scope,
+				Details: map[string]any{"required_scope": scope}})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -124,8 +124,8 @@ func NewServer(cfg Config) *Server {
 	// The /v1 routes hang on the root router, each wrapped in the /v1 chain:
 	// a gorilla/mux subrouter answers 404 instead of 405 for a known path with
 	// another method (gorilla/mux#739).
-	v1 := v1Routes{router: s.router, chain: func(h http.Handler) http.Handler {
-		return s.withPrincipal(s.withRateLimit(s.withIdempotency(h)))
+	v1 := v1Routes{router: s.router, chain: func(scope string, h http.Handler) http.Handler {
+		return s.withPrincipal(s.withScope(scope, s.withRateLimit(s.withIdempotency(h))))
 	}}
 	s.registerAnomalyRoutes(v1)
 	s.registerAgentRoutes(v1)
@@ -176,13 +176,14 @@ func (s *Server) Close(ctx context.Context) error {
 	return s.srv.Shutdown(ctx)
 }
 
-// v1Routes registers routes under /v1, each behind the authentication, rate
-// limit and idempotency middleware.
+// v1Routes registers routes under /v1, each behind authentication, its scope,
+// the rate limit and idempotency, in that order: a request is judged on its
+// credential before anything reads its body.
 type v1Routes struct {
 	router *mux.Router
-	chain  func(http.Handler) http.Handler
+	chain  func(scope string, h http.Handler) http.Handler
 }
 
-func (v v1Routes) HandleFunc(path string, f http.HandlerFunc) *mux.Route {
-	return v.router.Handle("/v1"+path, v.chain(f))
+func (v v1Routes) handle(method, path, scope string, f http.HandlerFunc) {
+	v.router.Handle("/v1"+path, v.chain(scope, f)).Methods(method)
 }
