@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/anomalyd/anomalyd/natseffects"
 	"github.com/anomalyd/anomalyd/projections"
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 )
 
@@ -129,7 +127,7 @@ func openEffectsSources(ctx context.Context, fs *flag.FlagSet, openStore func(co
 		}
 		store, closers = s, append(closers, closeStore)
 	}
-	nc, closeNATS, err := connectEffectsNATS(value("offline-data-dir"), value("nats-url"))
+	nc, closeNATS, err := connectNATS(value("offline-data-dir"), value("nats-url"))
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -147,32 +145,6 @@ func openEffectsSources(ctx context.Context, fs *flag.FlagSet, openStore func(co
 		}
 	}
 	return &effectsSources{store: store, js: js, close: closeAll}, nil
-}
-
-// connectEffectsNATS connects to the running anomalyd's NATS, or starts the
-// embedded server on a stopped one's data directory without opening a port.
-func connectEffectsNATS(offline, url string) (*nats.Conn, func(), error) {
-	if offline == "" {
-		nc, err := nats.Connect(url, nats.Name("anomalyctl"))
-		if err != nil {
-			return nil, nil, fmt.Errorf("connect to %s: %w (is anomalyd running? for a stopped one use --offline-data-dir)", url, err)
-		}
-		return nc, nc.Close, nil
-	}
-	if _, err := os.Stat(offline); err != nil {
-		return nil, nil, fmt.Errorf("--offline-data-dir: %w", err)
-	}
-	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: offline, DontListen: true}, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := jetstream.ConnectEmbedded(ns, "anomalyctl")
-	if err != nil {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, nil, err
-	}
-	return nc, func() { nc.Close(); ns.Shutdown(); ns.WaitForShutdown() }, nil
 }
 
 // expectedEffect is an effect the log calls for.

@@ -39,27 +39,9 @@ func storeFlags(fs *flag.FlagSet, getenv func(string) string) func(context.Conte
 		default:
 			return nil, nil, fmt.Errorf("--store %q: want jetstream or esdb", *store)
 		}
-		var nc *nats.Conn
-		closeAll := func() {}
-		if *offline != "" {
-			if _, err := os.Stat(*offline); err != nil {
-				return nil, nil, fmt.Errorf("--offline-data-dir: %w", err)
-			}
-			ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: *offline, DontListen: true}, nil)
-			if err != nil {
-				return nil, nil, err
-			}
-			if nc, err = jetstream.ConnectEmbedded(ns, "anomalyctl"); err != nil {
-				ns.Shutdown()
-				return nil, nil, err
-			}
-			closeAll = func() { nc.Close(); ns.Shutdown(); ns.WaitForShutdown() }
-		} else {
-			var err error
-			if nc, err = nats.Connect(*natsURL, nats.Name("anomalyctl")); err != nil {
-				return nil, nil, fmt.Errorf("connect to %s: %w (is anomalyd running? for a stopped one use --offline-data-dir)", *natsURL, err)
-			}
-			closeAll = nc.Close
+		nc, closeAll, err := connectNATS(*offline, *natsURL)
+		if err != nil {
+			return nil, nil, err
 		}
 		js, err := njs.New(nc)
 		if err != nil {
@@ -73,6 +55,32 @@ func storeFlags(fs *flag.FlagSet, getenv func(string) string) func(context.Conte
 		}
 		return s, closeAll, nil
 	}
+}
+
+// connectNATS connects to the running anomalyd's NATS, or starts the embedded
+// server on a stopped one's data directory without opening a port.
+func connectNATS(offline, url string) (*nats.Conn, func(), error) {
+	if offline == "" {
+		nc, err := nats.Connect(url, nats.Name("anomalyctl"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect to %s: %w (is anomalyd running? for a stopped one use --offline-data-dir)", url, err)
+		}
+		return nc, nc.Close, nil
+	}
+	if _, err := os.Stat(offline); err != nil {
+		return nil, nil, fmt.Errorf("--offline-data-dir: %w", err)
+	}
+	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: offline, DontListen: true}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := jetstream.ConnectEmbedded(ns, "anomalyctl")
+	if err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, nil, err
+	}
+	return nc, func() { nc.Close(); ns.Shutdown(); ns.WaitForShutdown() }, nil
 }
 
 // errScanDone ends a scan at the head.
