@@ -140,7 +140,7 @@ func (s countingSink) Publish(ctx context.Context, e projections.Effect) error {
 
 // WatchProjections exports each runner's position and its lag behind the
 // store's head (read at scrape time), and whether the store answered.
-func (m *Metrics) WatchProjections(store eventstore.Store, runners map[string]*projections.Runner) {
+func (m *Metrics) WatchProjections(store eventstore.Store, runners []*projections.Runner) {
 	m.reg.MustRegister(&projectionCollector{store: store, runners: runners})
 }
 
@@ -170,7 +170,7 @@ var (
 
 type projectionCollector struct {
 	store   eventstore.Store
-	runners map[string]*projections.Runner
+	runners []*projections.Runner
 }
 
 func (c *projectionCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -192,8 +192,8 @@ func (c *projectionCollector) Collect(ch chan<- prometheus.Metric) {
 	if err == nil {
 		ch <- prometheus.MustNewConstMetric(headDesc, prometheus.GaugeValue, float64(head))
 	}
-	for name, r := range c.runners {
-		pos := r.Position()
+	for _, r := range c.runners {
+		name, pos := r.Name(), r.Position()
 		ch <- prometheus.MustNewConstMetric(positionDesc, prometheus.GaugeValue, float64(pos), name)
 		if err == nil {
 			ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(head-min(pos, head)), name)

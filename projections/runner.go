@@ -96,6 +96,9 @@ func (e *projectorError) Error() string {
 }
 func (e *projectorError) Unwrap() error { return e.err }
 
+// Name returns the name the runner was built with.
+func (r *Runner) Name() string { return r.name }
+
 // Position returns the position of the last event applied.
 func (r *Runner) Position() uint64 {
 	r.mu.Lock()

@@ -108,10 +108,10 @@ func (m *Main) Open(ctx context.Context) error {
 
 	anomalies, agents, policies := projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()
 	m.Anomalies = anomalies
-	readModel := projections.NewRunner("read-model", store, projections.Multi{anomalies, agents, policies}, m.logger)
+	readModel := projections.NewRunner("read_model", store, projections.Multi{anomalies, agents, policies}, m.logger)
 	effects := projections.NewRunner("effects", store, projections.NewEffects(m.metrics.Sink(sink), m.logger), m.logger)
 	m.runners = []*projections.Runner{readModel, effects}
-	m.metrics.WatchProjections(rawStore, map[string]*projections.Runner{"read_model": readModel, "effects": effects})
+	m.metrics.WatchProjections(rawStore, m.runners)
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	for _, r := range m.runners {
@@ -219,8 +219,8 @@ func (m *Main) ready(ctx context.Context, store eventstore.Store) (map[string]st
 	if err != nil {
 		checks["store"], ok = "unreachable", false
 	}
-	for i, r := range m.runners {
-		name := []string{"read_model", "effects"}[i]
+	for _, r := range m.runners {
+		name := r.Name()
 		switch pos := r.Position(); {
 		case err != nil:
 			checks[name] = "unknown: store unreachable"
