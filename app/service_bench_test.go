@@ -7,8 +7,8 @@ import (
 	"github.com/anomalyd/anomalyd/app"
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream/jetstreamtest"
 	"github.com/google/uuid"
-	njs "github.com/nats-io/nats.go/jetstream"
 )
 
 var benchPrincipal = domain.Principal{
@@ -26,24 +26,7 @@ func newService(tb testing.TB) *app.Service {
 
 func newServiceAndStore(tb testing.TB) (*app.Service, *jetstream.Store) {
 	tb.Helper()
-	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: tb.TempDir(), DontListen: true}, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := jetstream.ConnectEmbedded(ns, "bench")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := njs.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	store, err := jetstream.New(context.Background(), js, jetstream.Config{})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	store := jetstreamtest.Store(tb)
 	return app.NewService(store), store
 }
 

@@ -11,11 +11,10 @@ import (
 
 	"github.com/anomalyd/anomalyd/app"
 	"github.com/anomalyd/anomalyd/domain"
-	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream/jetstreamtest"
 	anomalyhttp "github.com/anomalyd/anomalyd/http"
 	"github.com/anomalyd/anomalyd/projections"
 	"github.com/google/uuid"
-	njs "github.com/nats-io/nats.go/jetstream"
 )
 
 type benchKeys struct{}
@@ -28,23 +27,9 @@ func (benchKeys) Authenticate(string) (domain.Principal, error) {
 // whole handler chain — auth, decode, command, append to an embedded JetStream,
 // wait for the read model, encode — without the network.
 func BenchmarkHTTPResolve(b *testing.B) {
-	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: b.TempDir(), DontListen: true}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	nc, err := jetstream.ConnectEmbedded(ns, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := njs.New(nc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	store, err := jetstream.New(ctx, js, jetstream.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	store := jetstreamtest.Store(b)
 	quiet := slog.New(slog.DiscardHandler)
 	anomalies, agents := projections.NewAnomalies(), projections.NewAgents()
 	runner := projections.NewRunner("read-model", store, projections.Multi{anomalies, agents}, quiet)

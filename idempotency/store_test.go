@@ -7,9 +7,8 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
-	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream/jetstreamtest"
 	"github.com/anomalyd/anomalyd/idempotency"
-	njs "github.com/nats-io/nats.go/jetstream"
 )
 
 type clock struct {
@@ -26,20 +25,7 @@ func (c *clock) Add(d time.Duration) {
 
 func newStore(t *testing.T, c *clock) *idempotency.Store {
 	t.Helper()
-	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := jetstream.ConnectEmbedded(ns, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := njs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetstreamtest.JetStream(t)
 	s, err := idempotency.New(context.Background(), js, idempotency.Config{Now: c.Now, PendingTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)

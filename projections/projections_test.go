@@ -12,9 +12,9 @@ import (
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream/jetstreamtest"
 	"github.com/anomalyd/anomalyd/projections"
 	"github.com/google/uuid"
-	njs "github.com/nats-io/nats.go/jetstream"
 )
 
 var (
@@ -26,25 +26,7 @@ func newStore(t *testing.T) *jetstream.Store { return newStoreB(t) }
 
 func newStoreB(t testing.TB) *jetstream.Store {
 	t.Helper()
-	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := jetstream.ConnectEmbedded(ns, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := njs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jetstream.New(context.Background(), js, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return jetstreamtest.Store(t)
 }
 
 // history builds the events of anomalies on one agent through the domain, so
