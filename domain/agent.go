@@ -66,19 +66,36 @@ func AgentStatus(c Containment) string {
 // AgentOf returns the agent that an event concerns, and false for an event that
 // concerns no agent.
 func AgentOf(e Event) (uuid.UUID, bool) {
-	var ref struct {
-		AgentID uuid.UUID `json:"agent_id"`
-	}
+	var p interface{ agent() uuid.UUID }
+	var err error
 	switch e.Type {
-	case EventAnomalyReported, EventAnomalyInvestigationStarted, EventAnomalyResolved, EventAnomalyDismissed,
-		EventAgentRestored, EventAgentRevoked:
-		if decodeData(e, &ref) != nil || ref.AgentID == uuid.Nil {
-			return uuid.Nil, false
-		}
-		return ref.AgentID, true
+	case EventAnomalyReported:
+		p, err = payloadOf[AnomalyReported](e)
+	case EventAnomalyInvestigationStarted:
+		p, err = payloadOf[AnomalyInvestigationStarted](e)
+	case EventAnomalyResolved:
+		p, err = payloadOf[AnomalyResolved](e)
+	case EventAnomalyDismissed:
+		p, err = payloadOf[AnomalyDismissed](e)
+	case EventAgentRestored:
+		p, err = payloadOf[AgentRestored](e)
+	case EventAgentRevoked:
+		p, err = payloadOf[AgentRevoked](e)
+	default:
+		return uuid.Nil, false
 	}
-	return uuid.Nil, false
+	if err != nil || p.agent() == uuid.Nil {
+		return uuid.Nil, false
+	}
+	return p.agent(), true
 }
+
+func (d AnomalyReported) agent() uuid.UUID             { return d.AgentID }
+func (d AnomalyInvestigationStarted) agent() uuid.UUID { return d.AgentID }
+func (d AnomalyResolved) agent() uuid.UUID             { return d.AgentID }
+func (d AnomalyDismissed) agent() uuid.UUID            { return d.AgentID }
+func (d AgentRestored) agent() uuid.UUID               { return d.AgentID }
+func (d AgentRevoked) agent() uuid.UUID                { return d.AgentID }
 
 // Apply folds an event that concerns this agent. Events of other kinds are
 // ignored. It returns an INTERNAL_ERROR *Error for an event that does not decode.
@@ -88,8 +105,8 @@ func (a *AgentContainment) Apply(e Event) error {
 	}
 	switch e.Type {
 	case EventAnomalyReported:
-		var d AnomalyReported
-		if err := decodeData(e, &d); err != nil {
+		d, err := payloadOf[AnomalyReported](e)
+		if err != nil {
 			return err
 		}
 		a.known = true
@@ -97,8 +114,8 @@ func (a *AgentContainment) Apply(e Event) error {
 			a.holds[d.AnomalyID] = Hold{AnomalyID: d.AnomalyID, Containment: d.AutoResponse, Reason: string(StatusOpen)}
 		}
 	case EventAnomalyInvestigationStarted:
-		var d AnomalyInvestigationStarted
-		if err := decodeData(e, &d); err != nil {
+		d, err := payloadOf[AnomalyInvestigationStarted](e)
+		if err != nil {
 			return err
 		}
 		if h, ok := a.holds[d.AnomalyID]; ok {
@@ -106,8 +123,8 @@ func (a *AgentContainment) Apply(e Event) error {
 			a.holds[d.AnomalyID] = h
 		}
 	case EventAnomalyResolved:
-		var d AnomalyResolved
-		if err := decodeData(e, &d); err != nil {
+		d, err := payloadOf[AnomalyResolved](e)
+		if err != nil {
 			return err
 		}
 		switch d.Resolution.Effect() {
@@ -123,14 +140,14 @@ func (a *AgentContainment) Apply(e Event) error {
 			a.revoked = true
 		}
 	case EventAnomalyDismissed:
-		var d AnomalyDismissed
-		if err := decodeData(e, &d); err != nil {
+		d, err := payloadOf[AnomalyDismissed](e)
+		if err != nil {
 			return err
 		}
 		delete(a.holds, d.AnomalyID)
 	case EventAgentRestored:
-		var d AgentRestored
-		if err := decodeData(e, &d); err != nil {
+		d, err := payloadOf[AgentRestored](e)
+		if err != nil {
 			return err
 		}
 		for _, id := range d.Released {

@@ -53,8 +53,8 @@ func (s *AnomalyState) Apply(e Event) error {
 	}
 	switch e.Type {
 	case EventAnomalyReported:
-		var d AnomalyReported
-		if err := decodeData(e, &d); err != nil {
+		d, err := payloadOf[AnomalyReported](e)
+		if err != nil {
 			return err
 		}
 		*s = AnomalyState{
@@ -64,8 +64,8 @@ func (s *AnomalyState) Apply(e Event) error {
 			CreatedAt: e.OccurredAt, UpdatedAt: e.OccurredAt,
 		}
 	case EventAnomalyInvestigationStarted:
-		var d AnomalyInvestigationStarted
-		if err := decodeData(e, &d); err != nil {
+		d, err := payloadOf[AnomalyInvestigationStarted](e)
+		if err != nil {
 			return err
 		}
 		s.Status, s.Assignee, s.UpdatedAt = StatusInvestigating, d.Assignee, e.OccurredAt
@@ -73,8 +73,8 @@ func (s *AnomalyState) Apply(e Event) error {
 			s.Notes = d.Notes
 		}
 	case EventAnomalyResolved:
-		var d AnomalyResolved
-		if err := decodeData(e, &d); err != nil {
+		d, err := payloadOf[AnomalyResolved](e)
+		if err != nil {
 			return err
 		}
 		at := e.OccurredAt
@@ -84,8 +84,8 @@ func (s *AnomalyState) Apply(e Event) error {
 		}
 		s.ResolvedAt, s.UpdatedAt = &at, at
 	case EventAnomalyDismissed:
-		var d AnomalyDismissed
-		if err := decodeData(e, &d); err != nil {
+		d, err := payloadOf[AnomalyDismissed](e)
+		if err != nil {
 			return err
 		}
 		at := e.OccurredAt

@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -631,3 +632,42 @@ func ctSorted(ids []uuid.UUID) []string { return ctIDs(ids) }
 func ctLast(evs []domain.Event) domain.Event { return evs[len(evs)-1] }
 
 func ctDecode(e domain.Event, v any) error { return json.Unmarshal(e.Data, v) }
+
+// An event's decoded data is shared by its copies, but a copy whose data or
+// type was replaced is read as what it now holds, never as the original.
+func TestDecodedDataFollowsTheEvent(t *testing.T) {
+	w := newCtWorld(t)
+	a := w.report(domain.SeverityHigh)
+	raw, err := domain.MarshalEvent(a.Changes()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := domain.UnmarshalEvent(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := domain.AgentOf(e); !ok || id != agentID {
+		t.Fatalf("AgentOf = %v %v, want %v", id, ok, agentID)
+	}
+	other := uuid.New()
+	moved := e
+	moved.Data = bytes.ReplaceAll(e.Data, []byte(agentID.String()), []byte(other.String()))
+	if id, ok := domain.AgentOf(moved); !ok || id != other {
+		t.Errorf("AgentOf(copy with new data) = %v %v, want %v", id, ok, other)
+	}
+	if id, _ := domain.AgentOf(e); id != agentID {
+		t.Errorf("AgentOf(original) after reading a changed copy = %v, want %v", id, agentID)
+	}
+	retyped := e
+	retyped.Type = domain.EventAnomalyDismissed
+	var c domain.AgentContainment
+	if err := c.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(retyped); err != nil {
+		t.Fatalf("apply the report's data as a dismissal: %v", err)
+	}
+	if c.Status() != domain.ContainmentNone {
+		t.Errorf("after the dismissal the agent is %v, want no containment", c.Status())
+	}
+}

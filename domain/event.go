@@ -72,6 +72,8 @@ type Event struct {
 	// UnmarshalEvent read them as something else (see asStored): the hash
 	// covers the event as stored, and MarshalEvent writes it back unchanged.
 	stored *storedPayload
+	// payload is Data decoded, shared by the copies of the event (payloadOf).
+	payload *payloadCache
 }
 
 // wireEvent is the envelope as stored: the stream travels as its three parts.
@@ -147,7 +149,7 @@ func UnmarshalEvent(b []byte) (Event, error) {
 	if e.SchemaVersion != stored {
 		e.stored = &storedPayload{schema: stored, data: w.Data, version: e.SchemaVersion, view: e.Data}
 	}
-	return e, nil
+	return e.withPayloadCache(), nil
 }
 
 var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -171,7 +173,7 @@ func newEvent(m Meta, stream StreamID, version uint64, prev, typ string, data an
 		OccurredAt: m.At.UTC(), Actor: m.Actor, Data: raw, PrevHash: prev,
 	}
 	e.Hash = HashEvent(e)
-	return e, nil
+	return e.withPayloadCache(), nil
 }
 
 // Meta is what the caller of a command supplies besides its arguments: the id of

@@ -100,8 +100,8 @@ func (t *TenantPolicy) apply(e Event) error {
 	if e.Version != t.version+1 || e.Type != EventPolicyChanged {
 		return Errorf(EINTERNAL, "policy of %s: unexpected %s at version %d after %d", t.tenant, e.Type, e.Version, t.version)
 	}
-	var d PolicyChanged
-	if err := decodeData(e, &d); err != nil {
+	d, err := payloadOf[PolicyChanged](e)
+	if err != nil {
 		return err
 	}
 	t.policy, t.version, t.hash = Policy(d.AutoResponse).Complete(), e.Version, e.Hash

@@ -1,0 +1,57 @@
+package domain
+
+import (
+	"encoding/json"
+	"sync"
+)
+
+// payloadCache holds an event's data decoded into its type's payload struct.
+// It is shared by every copy of the event, so that the folds one event passes
+// through (the anomaly, its agent, the read models, the effects) decode its
+// data once between them instead of once each.
+type payloadCache struct {
+	once sync.Once
+	typ  string
+	data json.RawMessage // what was decoded: the cache stands for this only
+	v    any
+	err  error
+}
+
+// withPayloadCache gives e a cache of its decoded data. Events without one
+// (built by hand, as tests do) decode their data at every use.
+func (e Event) withPayloadCache() Event {
+	e.payload = &payloadCache{typ: e.Type, data: e.Data}
+	return e
+}
+
+// payloadOf returns e's data decoded as T, the payload struct of e's type. It
+// returns an INTERNAL_ERROR *Error when the data does not decode as T.
+func payloadOf[T any](e Event) (T, error) {
+	c := e.payload
+	if c == nil || c.typ != e.Type || !sameBytes(c.data, e.Data) {
+		var v T
+		err := decodeData(e, &v)
+		return v, err
+	}
+	c.once.Do(func() {
+		var v T
+		c.err = decodeData(e, &v)
+		c.v = v
+	})
+	if c.err != nil {
+		var zero T
+		return zero, c.err
+	}
+	v, ok := c.v.(T)
+	if !ok { // read as another payload type before: decode afresh
+		err := decodeData(e, &v)
+		return v, err
+	}
+	return v, nil
+}
+
+// sameBytes reports whether a and b are the same slice of the same memory,
+// which is what an event's data is until something replaces it.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
