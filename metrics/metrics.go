@@ -128,14 +128,15 @@ type countingSink struct {
 	m *Metrics
 }
 
-func (s countingSink) Publish(ctx context.Context, e projections.Effect) error {
-	err := s.EffectSink.Publish(ctx, e)
-	if err != nil {
-		s.m.effects.WithLabelValues("failed").Inc()
-	} else {
-		s.m.effects.WithLabelValues("published").Inc()
-	}
-	return err
+func (s countingSink) Send(ctx context.Context, e projections.Effect, after uint64, done func(error)) {
+	s.EffectSink.Send(ctx, e, after, func(err error) {
+		if err != nil {
+			s.m.effects.WithLabelValues("failed").Inc()
+		} else {
+			s.m.effects.WithLabelValues("published").Inc()
+		}
+		done(err)
+	})
 }
 
 // WatchProjections exports each runner's position and its lag behind the

@@ -4,7 +4,6 @@ package natseffects
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -22,6 +21,10 @@ const (
 	// the checkpoint is written by the very publish it records.
 	causeHeader = "Anomalyd-Cause-Position"
 )
+
+// ackLost is how long Send waits for an acknowledgement before it reports the
+// publish as failed (the publisher's own, shorter timeout usually acts first).
+const ackLost = time.Minute
 
 // Config names the effects stream.
 type Config struct {
@@ -65,42 +68,56 @@ func New(ctx context.Context, js njs.JetStream, cfg Config) (*Sink, error) {
 	return &Sink{js: js, stream: s}, nil
 }
 
-// Publish stores e with Nats-Msg-Id set to the effect id and waits for the
-// acknowledgement; a duplicate inside the stream's window is acknowledged
-// without being stored again.
-func (s *Sink) Publish(ctx context.Context, e projections.Effect) error {
+// Send publishes e asynchronously with Nats-Msg-Id set to the effect id and
+// Nats-Expected-Last-Sequence set to after, so that the stream stores it only
+// as the direct successor of the effect at sequence after: one that fails keeps
+// every later one out. done gets nil once JetStream acknowledged e (a
+// duplicate is acknowledged without being stored again), or the error.
+func (s *Sink) Send(ctx context.Context, e projections.Effect, after uint64, done func(error)) {
 	msg := nats.NewMsg(e.Subject)
 	msg.Data = e.Body
 	msg.Header.Set("Content-Type", "application/cloudevents+json")
 	msg.Header.Set("Ce-Specversion", "1.0")
 	msg.Header.Set("Ce-Id", e.ID.String())
 	msg.Header.Set(causeHeader, strconv.FormatUint(e.CausePosition, 10))
-	if _, err := s.js.PublishMsg(ctx, msg, njs.WithMsgID(e.ID.String())); err != nil {
-		return fmt.Errorf("natseffects: publish %s: %w", e.Subject, err)
+	f, err := s.js.PublishMsgAsync(msg, njs.WithMsgID(e.ID.String()), njs.WithExpectLastSequence(after))
+	if err != nil {
+		done(fmt.Errorf("natseffects: publish %s: %w", e.Subject, err))
+		return
 	}
-	return nil
+	go func() {
+		lost := time.NewTimer(ackLost)
+		defer lost.Stop()
+		select {
+		case <-f.Ok():
+			done(nil)
+		case err := <-f.Err():
+			done(fmt.Errorf("natseffects: publish %s: %w", e.Subject, err))
+		case <-lost.C:
+			done(fmt.Errorf("natseffects: publish %s: no acknowledgement within %s", e.Subject, ackLost))
+		case <-ctx.Done():
+			done(ctx.Err())
+		}
+	}()
 }
 
-// LastCause returns the cause position recorded on the last stored effect, 0
-// when the stream is empty.
-func (s *Sink) LastCause(ctx context.Context) (uint64, error) {
+// Last returns the sequence of the last stored effect and the cause position
+// its header records, zeros when the stream is empty.
+func (s *Sink) Last(ctx context.Context) (seq, cause uint64, err error) {
 	info, err := s.stream.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("natseffects: stream info: %w", err)
+		return 0, 0, fmt.Errorf("natseffects: stream info: %w", err)
 	}
 	if info.State.LastSeq == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	m, err := s.stream.GetMsg(ctx, info.State.LastSeq)
-	if errors.Is(err, njs.ErrMsgNotFound) {
-		return 0, nil
-	}
 	if err != nil {
-		return 0, fmt.Errorf("natseffects: read last effect: %w", err)
+		return 0, 0, fmt.Errorf("natseffects: read last effect (seq %d): %w", info.State.LastSeq, err)
 	}
 	pos, err := strconv.ParseUint(m.Header.Get(causeHeader), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("natseffects: last effect (seq %d) has no valid %s header", m.Sequence, causeHeader)
+		return 0, 0, fmt.Errorf("natseffects: last effect (seq %d) has no valid %s header", m.Sequence, causeHeader)
 	}
-	return pos, nil
+	return m.Sequence, pos, nil
 }

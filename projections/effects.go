@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
@@ -32,13 +34,19 @@ type Effect struct {
 	Body          []byte // a CloudEvents 1.0 JSON document
 }
 
-// EffectSink stores effects where subscribers read them.
+// EffectSink stores effects where subscribers read them, in the order sent.
 type EffectSink interface {
-	// Publish stores e and returns once the store acknowledged it. A second
-	// publish of the same effect id is dropped by the sink.
-	Publish(ctx context.Context, e Effect) error
-	// LastCause returns the CausePosition of the last effect stored, 0 if none.
-	LastCause(ctx context.Context) (uint64, error)
+	// Send starts storing e as the effect that directly follows the stored
+	// effect at sequence after (0: e is the first), and returns without
+	// waiting. The sink calls done exactly once, from any goroutine: with nil
+	// once e is stored, or with the reason it is not, which includes the
+	// stored effects having moved past after. So an effect that fails keeps
+	// every effect sent after it out, and what is stored stays a prefix of
+	// what was sent. A second store of the same effect id is dropped.
+	Send(ctx context.Context, e Effect, after uint64, done func(error))
+	// Last returns the sequence of the last stored effect and its
+	// CausePosition, zeros when none is stored.
+	Last(ctx context.Context) (seq, cause uint64, err error)
 }
 
 // CloudEvent is the envelope of an effect, CloudEvents 1.0 in JSON.
@@ -81,36 +89,104 @@ type agentKey struct {
 }
 
 // Effects folds every agent's containment from the log and publishes an effect
-// for each change of an agent's effective status, and only then. Events at or
-// before the cause of the last stored effect were published by an earlier run:
-// they are folded but not published again.
+// for each change of an agent's effective status, and only then.
+//
+// The effects a log causes form one sequence, the same for every run, and the
+// sink holds a prefix of it: each effect is sent as the direct successor of the
+// one before (EffectSink.Send), with up to Window of them unacknowledged, so
+// one that fails keeps the later ones out. The last stored effect is therefore
+// the checkpoint: events at or before its cause were published by an earlier
+// run (or by another instance) and are folded but not published again. A
+// failed send is retried from the sink's last stored effect, with backoff, in
+// the background; Apply waits only when MaxPending effects are unacknowledged.
 type Effects struct {
 	sink   EffectSink
 	logger *slog.Logger
 	agents map[agentKey]*domain.AgentContainment
-	resume uint64 // cause of the last stored effect when the run began
 	loaded bool
+	queue  chan Effect // from Apply to the publisher, in order
+	notify func(pos uint64)
+
+	mu      sync.Mutex
+	resume  uint64 // cause of the last effect known stored; later effects only are published
+	folded  uint64 // the last event Apply folded
+	pending []uint64
+	// pending holds the causes of the effects queued or sent and not yet
+	// acknowledged, oldest first: the settled position is just before the
+	// first of them, or the last folded event when there is none.
+	idle chan struct{} // closed and replaced when pending empties, if anyone waits
 }
+
+// Publishing limits of Effects.
+const (
+	// Window is how many effects are sent and not yet acknowledged at most.
+	Window = 256
+	// MaxPending is how many effects may wait for their acknowledgement before
+	// Apply waits too.
+	MaxPending = 4096
+	// ackTimeout bounds the wait for one acknowledgement; past it the send
+	// counts as failed and is retried from the last stored effect.
+	ackTimeout = 10 * time.Second
+)
 
 // NewEffects returns an effects publisher that publishes to sink.
 func NewEffects(sink EffectSink, logger *slog.Logger) *Effects {
-	return &Effects{sink: sink, logger: logger, agents: make(map[agentKey]*domain.AgentContainment)}
+	return &Effects{
+		sink: sink, logger: logger, agents: make(map[agentKey]*domain.AgentContainment),
+		queue: make(chan Effect, MaxPending), notify: func(uint64) {},
+	}
 }
 
-// Apply folds one event and publishes the effect it causes, if any. It returns
-// the sink's error when a publish fails (the runner stops; a restart resumes
-// after the last stored effect).
+// OnSettled implements Settler: fn learns the position up to which every
+// event's effect is stored.
+func (p *Effects) OnSettled(fn func(pos uint64)) { p.notify = fn }
+
+// Apply folds one event and queues the effect it causes, if any, for the
+// publisher, which the first call starts and which runs until ctx ends. It
+// waits while MaxPending effects are unacknowledged, and returns ctx's error if
+// ctx ends first, an INTERNAL_ERROR *domain.Error for an event that does not
+// fold, and the sink's error when the last stored effect cannot be read at the
+// start.
 func (p *Effects) Apply(ctx context.Context, r eventstore.Recorded) error {
 	if !p.loaded {
-		last, err := p.sink.LastCause(ctx)
+		seq, last, err := p.sink.Last(ctx)
 		if err != nil {
 			return fmt.Errorf("effects: find last published effect: %w", err)
 		}
 		p.resume, p.loaded = last, true
+		go p.publish(ctx, seq)
 	}
+	e, ok, err := p.fold(r)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.folded = r.Position
+	if ok && r.Position > p.resume {
+		p.pending = append(p.pending, r.Position)
+	} else {
+		ok = false
+	}
+	settled := p.settledLocked()
+	p.mu.Unlock()
+	if !ok {
+		p.notify(settled)
+		return nil
+	}
+	select {
+	case p.queue <- e:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fold applies r to its agent's containment and returns the effect of the
+// change it makes to the agent's status, false when it makes none.
+func (p *Effects) fold(r eventstore.Recorded) (Effect, bool, error) {
 	agent, ok := domain.AgentOf(r.Event)
 	if !ok {
-		return nil
+		return Effect{}, false, nil
 	}
 	key := agentKey{r.TenantID, agent}
 	c := p.agents[key]
@@ -120,21 +196,176 @@ func (p *Effects) Apply(ctx context.Context, r eventstore.Recorded) error {
 	}
 	before := c.Status()
 	if err := c.Apply(r.Event); err != nil {
-		return err
+		return Effect{}, false, err
 	}
 	after := c.Status()
-	if before == after || r.Position <= p.resume {
-		return nil
+	if before == after {
+		return Effect{}, false, nil
 	}
 	e, err := newEffect(r, agent, before, after)
-	if err != nil {
-		return err
+	return e, err == nil, err
+}
+
+// settledLocked returns the position up to which every event's effect is
+// stored. p.mu is held.
+func (p *Effects) settledLocked() uint64 {
+	if len(p.pending) == 0 {
+		return p.folded
 	}
-	if err := p.sink.Publish(ctx, e); err != nil {
-		return fmt.Errorf("effects: publish %s for event %s: %w", e.ID, r.ID, err)
+	return p.pending[0] - 1
+}
+
+// Flush waits until every effect of the events applied so far is stored, or
+// ctx ends (it then returns ctx's error).
+func (p *Effects) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	if len(p.pending) == 0 {
+		p.mu.Unlock()
+		return nil
 	}
-	p.logger.Debug("effect published", "tenant", r.TenantID, "agent", agent, "status", domain.AgentStatus(after))
-	return nil
+	if p.idle == nil {
+		p.idle = make(chan struct{})
+	}
+	idle := p.idle
+	p.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stored records that the sink holds every effect up to cause: they leave
+// pending, and the settled position moves.
+func (p *Effects) stored(cause uint64) {
+	p.mu.Lock()
+	p.resume = max(p.resume, cause)
+	n := 0
+	for n < len(p.pending) && p.pending[n] <= cause {
+		n++
+	}
+	p.pending = p.pending[n:]
+	if len(p.pending) == 0 && p.idle != nil {
+		close(p.idle)
+		p.idle = nil
+	}
+	settled := p.settledLocked()
+	p.mu.Unlock()
+	p.notify(settled)
+}
+
+// sent is an effect sent to the sink, and where its answer arrives.
+type sent struct {
+	e    Effect
+	done chan error
+}
+
+// publish sends the queued effects in order, each as the successor of the
+// previous one, starting after the stored effect at sequence after, with up
+// to Window unacknowledged. When one fails it waits out the others in flight,
+// rereads the sink's last stored effect, and sends again from there.
+func (p *Effects) publish(ctx context.Context, after uint64) {
+	var (
+		waiting  []Effect // taken from the queue, not yet sent
+		inflight []sent   // sent, oldest first
+		timed    chan error
+		backoff  = 50 * time.Millisecond
+	)
+	timer := time.NewTimer(ackTimeout)
+	defer timer.Stop()
+	for {
+		for len(waiting) > 0 && len(inflight) < Window {
+			s := sent{e: waiting[0], done: make(chan error, 1)}
+			p.sink.Send(ctx, s.e, after, func(err error) { s.done <- err })
+			inflight = append(inflight, s)
+			waiting = waiting[1:]
+			after++
+		}
+		var oldest chan error
+		if len(inflight) > 0 {
+			oldest = inflight[0].done
+			if oldest != timed { // the acknowledgement timeout runs from its send on
+				timer.Reset(ackTimeout)
+				timed = oldest
+			}
+		}
+		queue := p.queue
+		if len(waiting)+len(inflight) >= MaxPending {
+			queue = nil
+		}
+		var err error
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-queue:
+			if !p.published(e) {
+				waiting = append(waiting, e)
+			}
+			continue
+		case err = <-oldest:
+		case <-timer.C:
+			err = fmt.Errorf("no acknowledgement within %s", ackTimeout)
+		}
+		if err == nil {
+			p.stored(inflight[0].e.CausePosition)
+			inflight = inflight[1:]
+			backoff = 50 * time.Millisecond
+			continue
+		}
+		p.logger.Warn("effects: publish failed; sending again from the last stored effect",
+			"effect", inflight[0].e.ID, "cause_position", inflight[0].e.CausePosition,
+			"in_flight", len(inflight), "retry_in", backoff, "err", err)
+		if !awaitAll(ctx, inflight[1:]) {
+			return
+		}
+		for i := len(inflight) - 1; i >= 0; i-- {
+			waiting = slices.Insert(waiting, 0, inflight[i].e)
+		}
+		inflight = nil
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			seq, cause, err := p.sink.Last(ctx)
+			if err == nil {
+				after = seq
+				p.stored(cause)
+				waiting = slices.DeleteFunc(waiting, p.published)
+				break
+			}
+			p.logger.Warn("effects: cannot read the last stored effect", "retry_in", backoff, "err", err)
+		}
+	}
+}
+
+// published reports whether e is known stored: its cause is at or before the
+// cause of the last effect the sink was seen to hold.
+func (p *Effects) published(e Effect) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return e.CausePosition <= p.resume
+}
+
+// awaitAll waits until every send in inflight is answered, or ackTimeout has
+// passed; false when ctx ends first. After a failed send the later ones fail
+// too or are stored; either way the sink's last stored effect then tells.
+func awaitAll(ctx context.Context, inflight []sent) bool {
+	deadline := time.NewTimer(ackTimeout)
+	defer deadline.Stop()
+	for _, s := range inflight {
+		select {
+		case <-s.done:
+		case <-deadline.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 func newEffect(r eventstore.Recorded, agent uuid.UUID, before, after domain.Containment) (Effect, error) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -75,25 +77,71 @@ func (h *history) recorded() []eventstore.Recorded {
 	return out
 }
 
+// memorySink stores effects as the JetStream effects stream does: each send
+// names the sequence it must follow, a duplicate id is acknowledged without
+// being stored again, and answers arrive asynchronously.
 type memorySink struct {
 	mu        sync.Mutex
 	published []projections.Effect
-	last      uint64
-	fail      error
+	failNext  int           // how many of the next sends fail
+	hold      chan struct{} // while open, answers wait
+	lastErr   error         // Last fails with it
 }
 
-func (s *memorySink) Publish(_ context.Context, e projections.Effect) error {
+func (s *memorySink) Send(_ context.Context, e projections.Effect, after uint64, done func(error)) {
+	s.mu.Lock()
+	var err error
+	switch {
+	case s.failNext > 0:
+		s.failNext--
+		err = errors.New("nats down")
+	case after != uint64(len(s.published)):
+		err = fmt.Errorf("wrong last sequence: %d, stored %d", after, len(s.published))
+	case !slices.ContainsFunc(s.published, func(p projections.Effect) bool { return p.ID == e.ID }):
+		s.published = append(s.published, e)
+	}
+	hold := s.hold
+	s.mu.Unlock()
+	go func() {
+		if hold != nil {
+			<-hold
+		}
+		done(err)
+	}()
+}
+
+func (s *memorySink) Last(context.Context) (uint64, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.fail != nil {
-		return s.fail
+	if s.lastErr != nil {
+		return 0, 0, s.lastErr
 	}
-	s.published = append(s.published, e)
-	s.last = e.CausePosition
-	return nil
+	if len(s.published) == 0 {
+		return 0, 0, nil
+	}
+	return uint64(len(s.published)), s.published[len(s.published)-1].CausePosition, nil
 }
 
-func (s *memorySink) LastCause(context.Context) (uint64, error) { return s.last, nil }
+func (s *memorySink) effects() []projections.Effect {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.published)
+}
+
+// applyAll folds recs into p and waits until their effects are stored.
+func applyAll(t *testing.T, p *projections.Effects, recs []eventstore.Recorded) {
+	t.Helper()
+	for _, r := range recs {
+		if err := p.Apply(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("effects not stored: %v", err)
+	}
+}
 
 func types(t *testing.T, effects []projections.Effect) []string {
 	t.Helper()
@@ -131,64 +179,149 @@ func TestEffectsPublishedOnlyOnStatusChange(t *testing.T) {
 	h.report(domain.SeverityCritical)            // quarantined
 	h.resolve(3, domain.ResolutionAgentRevoked)  // revoked
 	sink := &memorySink{}
-	p := projections.NewEffects(sink, quiet)
-	for _, r := range h.recorded() {
-		if err := p.Apply(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	applyAll(t, projections.NewEffects(sink, quiet), h.recorded())
 	want := []string{"agent.throttled", "agent.suspended", "agent.throttled", "agent.restored", "agent.quarantined", "agent.revoked"}
-	if got := types(t, sink.published); !equal(got, want) {
+	if got := types(t, sink.effects()); !equal(got, want) {
 		t.Fatalf("effects = %v, want %v", got, want)
 	}
-	for _, e := range sink.published {
+	for _, e := range sink.effects() {
 		if e.Subject != projections.EffectSubject("acme", h.agent) {
 			t.Fatalf("subject = %s", e.Subject)
 		}
 	}
 }
 
-func TestEffectsResumeAfterLastStoredEffect(t *testing.T) {
-	h := &history{t: t, tenant: "acme", agent: uuid.New()}
-	h.report(domain.SeverityHigh)
-	h.report(domain.SeverityMedium)
-	h.resolve(0, domain.ResolutionFalsePositive)
-	h.resolve(1, domain.ResolutionFalsePositive)
-	recs := h.recorded()
+// agentHistory builds n anomalies on each of agents agents, reported high
+// (suspend) and resolved as false positives (restore): 2*n*agents effects.
+func agentHistory(t *testing.T, agents, n int) ([]eventstore.Recorded, []string) {
+	var recs []eventstore.Recorded
+	var want []string
+	for range agents {
+		h := &history{t: t, tenant: "acme", agent: uuid.New()}
+		for i := range n {
+			h.report(domain.SeverityHigh)
+			h.resolve(i, domain.ResolutionFalsePositive)
+			want = append(want, "agent.suspended", "agent.restored")
+		}
+		recs = append(recs, h.recorded()...)
+	}
+	for i := range recs {
+		recs[i].Position = uint64(i + 1)
+	}
+	return recs, want
+}
 
-	// The first run published the effect of event 1 and crashed.
-	sink := &memorySink{}
-	first := projections.NewEffects(sink, quiet)
-	if err := first.Apply(context.Background(), recs[0]); err != nil {
-		t.Fatal(err)
+func checkOnceInOrder(t *testing.T, got []projections.Effect, want []string) {
+	t.Helper()
+	if types := types(t, got); !equal(types, want) {
+		t.Fatalf("effects = %v, want %v", types, want)
 	}
-	// A new run folds from the first event again but publishes only later effects.
-	second := projections.NewEffects(sink, quiet)
-	for _, r := range recs {
-		if err := second.Apply(context.Background(), r); err != nil {
-			t.Fatal(err)
+	for i := 1; i < len(got); i++ {
+		if got[i].CausePosition <= got[i-1].CausePosition {
+			t.Fatalf("effect %d (cause %d) stored after cause %d: repeated or out of order",
+				i, got[i].CausePosition, got[i-1].CausePosition)
 		}
-	}
-	want := []string{"agent.suspended", "agent.throttled", "agent.restored"}
-	if got := types(t, sink.published); !equal(got, want) {
-		t.Fatalf("effects = %v, want %v (each once)", got, want)
-	}
-	ids := map[uuid.UUID]bool{}
-	for _, e := range sink.published {
-		if ids[e.ID] {
-			t.Fatalf("effect %s published twice", e.ID)
-		}
-		ids[e.ID] = true
 	}
 }
 
-func TestEffectsPublishFailureStopsTheProjection(t *testing.T) {
+func TestEffectsResumeAfterLastStoredEffect(t *testing.T) {
+	recs, want := agentHistory(t, 3, 2)
+	for _, cut := range []int{1, 5, len(recs) - 1} {
+		sink := &memorySink{}
+		// The first run published the effects of the events before cut and crashed.
+		applyAll(t, projections.NewEffects(sink, quiet), recs[:cut])
+		// A new run folds from the first event again but publishes only later effects.
+		applyAll(t, projections.NewEffects(sink, quiet), recs)
+		checkOnceInOrder(t, sink.effects(), want)
+	}
+}
+
+// A failed send keeps the later ones of the window out; the publisher sends
+// them again from the last stored effect, so nothing is lost, repeated or
+// reordered.
+func TestEffectsFailedSendIsRetriedInOrder(t *testing.T) {
+	recs, want := agentHistory(t, 20, 10) // 400 effects: more than one window
+	for _, failAfter := range []int{0, 7, projections.Window - 1, 390} {
+		sink := &memorySink{}
+		p := projections.NewEffects(sink, quiet)
+		for i, r := range recs {
+			if i == failAfter {
+				sink.mu.Lock()
+				sink.failNext = 3
+				sink.mu.Unlock()
+			}
+			if err := p.Apply(t.Context(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		if err := p.Flush(ctx); err != nil {
+			t.Fatalf("fail after %d: effects not stored: %v", failAfter, err)
+		}
+		cancel()
+		checkOnceInOrder(t, sink.effects(), want)
+	}
+}
+
+// Two publishers of the same log (two instances, or a run that overlaps the
+// previous one) store each effect once, in order.
+func TestEffectsTwoPublishersStoreEachEffectOnce(t *testing.T) {
+	recs, want := agentHistory(t, 10, 10)
+	sink := &memorySink{}
+	a, b := projections.NewEffects(sink, quiet), projections.NewEffects(sink, quiet)
+	var wg sync.WaitGroup
+	for _, p := range []*projections.Effects{a, b} {
+		wg.Go(func() { applyAll(t, p, recs) })
+	}
+	wg.Wait()
+	checkOnceInOrder(t, sink.effects(), want)
+}
+
+func TestEffectsLastUnreadableStopsTheProjection(t *testing.T) {
 	h := &history{t: t, tenant: "acme", agent: uuid.New()}
 	h.report(domain.SeverityHigh)
-	sink := &memorySink{fail: errors.New("nats down")}
-	err := projections.NewEffects(sink, quiet).Apply(context.Background(), h.recorded()[0])
-	if err == nil {
-		t.Fatal("a failed publish was swallowed")
+	sink := &memorySink{lastErr: errors.New("nats down")}
+	if err := projections.NewEffects(sink, quiet).Apply(t.Context(), h.recorded()[0]); err == nil {
+		t.Fatal("the publisher started without knowing what is stored")
+	}
+}
+
+// The runner of the effects publisher counts an event as applied only once its
+// effect is stored.
+func TestEffectsRunnerPositionWaitsForTheAcknowledgement(t *testing.T) {
+	store := newStore(t)
+	h := &history{t: t, tenant: "acme", agent: uuid.New()}
+	h.report(domain.SeverityHigh) // suspended
+	h.report(domain.SeverityLow)  // no change
+	var positions []uint64
+	for _, e := range h.events {
+		r, err := store.Append(t.Context(), 0, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		positions = append(positions, r.Position)
+	}
+	sink := &memorySink{hold: make(chan struct{})}
+	runner := projections.NewRunner("effects", store, projections.NewEffects(sink, quiet), quiet)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = runner.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer wcancel()
+	if err := runner.WaitFor(wctx, positions[0]); err == nil {
+		t.Fatalf("event %d counted as applied before its effect was acknowledged", positions[0])
+	}
+	if pos := runner.Position(); pos >= positions[0] {
+		t.Fatalf("position = %d before the acknowledgement, want < %d", pos, positions[0])
+	}
+	close(sink.hold)
+	wctx, wcancel = context.WithTimeout(t.Context(), 20*time.Second)
+	defer wcancel()
+	if err := runner.WaitFor(wctx, positions[1]); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(sink.effects()); got != 1 {
+		t.Fatalf("%d effects stored, want 1", got)
 	}
 }
 
@@ -203,19 +336,15 @@ func TestEffectsKeepTenantsApart(t *testing.T) {
 		{Event: a.events[0], Position: 1}, {Event: b.events[0], Position: 2}, {Event: a.events[1], Position: 3},
 	}
 	sink := &memorySink{}
-	p := projections.NewEffects(sink, quiet)
-	for _, r := range recs {
-		if err := p.Apply(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	applyAll(t, projections.NewEffects(sink, quiet), recs)
+	got := sink.effects()
 	// The same agent id under globex stays throttled: acme's restore is acme's alone.
-	if got := types(t, sink.published); !equal(got, []string{"agent.suspended", "agent.throttled", "agent.restored"}) {
-		t.Fatalf("effects = %v", got)
+	if types := types(t, got); !equal(types, []string{"agent.suspended", "agent.throttled", "agent.restored"}) {
+		t.Fatalf("effects = %v", types)
 	}
-	if sink.published[1].Subject != projections.EffectSubject("globex", agent) ||
-		sink.published[2].Subject != projections.EffectSubject("acme", agent) {
-		t.Fatalf("subjects = %s, %s", sink.published[1].Subject, sink.published[2].Subject)
+	if got[1].Subject != projections.EffectSubject("globex", agent) ||
+		got[2].Subject != projections.EffectSubject("acme", agent) {
+		t.Fatalf("subjects = %s, %s", got[1].Subject, got[2].Subject)
 	}
 }
 

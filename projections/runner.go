@@ -21,17 +21,31 @@ type Projector interface {
 	Apply(ctx context.Context, r eventstore.Recorded) error
 }
 
+// Settler is a Projector whose Apply may return before the work it started for
+// an event is done (the effects publisher: an effect is sent, its
+// acknowledgement comes later). It reports, through the function given to
+// OnSettled, the position up to which every event's work is done; the runner
+// then counts an event as applied only from that report.
+type Settler interface {
+	Projector
+	// OnSettled sets the function the projector calls, from any goroutine and
+	// with positions that only grow, when the settled position moves.
+	OnSettled(func(pos uint64))
+}
+
 // Runner feeds a projector from a subscription to the whole log, starting at the
 // first event, and tells waiters how far it has got. A dropped subscription is
-// resumed after the last applied event, so nothing is lost or applied twice.
+// resumed after the last folded event, so nothing is lost or applied twice.
 type Runner struct {
 	name   string
 	store  eventstore.Store
 	proj   Projector
 	logger *slog.Logger
+	folded uint64 // the last event Apply returned for; used by Run only
+	settle bool   // proj is a Settler: pos moves with its reports, not with Apply
 
 	mu     sync.Mutex
-	pos    uint64
+	pos    uint64        // the last event applied, its work done
 	moved  chan struct{} // closed and replaced when pos advances, if anyone waits
 	failed error         // set when the projector failed; the runner has stopped
 	done   chan struct{}
@@ -39,7 +53,12 @@ type Runner struct {
 
 // NewRunner returns a runner that feeds proj from store.
 func NewRunner(name string, store eventstore.Store, proj Projector, logger *slog.Logger) *Runner {
-	return &Runner{name: name, store: store, proj: proj, logger: logger, done: make(chan struct{})}
+	r := &Runner{name: name, store: store, proj: proj, logger: logger, done: make(chan struct{})}
+	if s, ok := proj.(Settler); ok {
+		r.settle = true
+		s.OnSettled(r.advance)
+	}
+	return r
 }
 
 // ErrStopped is returned by WaitFor once the runner has stopped.
@@ -52,15 +71,18 @@ func (r *Runner) Run(ctx context.Context) error {
 	const firstBackoff = 50 * time.Millisecond
 	backoff := firstBackoff
 	for {
-		from := r.Position()
+		from := r.folded
 		err := r.store.Subscribe(ctx, from, func(rec eventstore.Recorded) error {
-			if rec.Position <= r.Position() {
+			if rec.Position <= r.folded {
 				return nil // already applied before a resubscription
 			}
 			if err := r.proj.Apply(ctx, rec); err != nil {
 				return &projectorError{err: err, pos: rec.Position}
 			}
-			r.advance(rec.Position)
+			r.folded = rec.Position
+			if !r.settle {
+				r.advance(rec.Position)
+			}
 			return nil
 		})
 		if ctx.Err() != nil {
@@ -72,11 +94,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.logger.Error("projection stopped", "projection", r.name, "position", pe.pos, "err", pe.err)
 			return pe
 		}
-		if r.Position() > from {
+		if r.folded > from {
 			backoff = firstBackoff // it made progress: a fresh failure, not a persisting one
 		}
 		r.logger.Warn("projection subscription dropped; resubscribing", "projection", r.name,
-			"position", r.Position(), "retry_in", backoff, "err", err)
+			"position", r.folded, "retry_in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -99,7 +121,8 @@ func (e *projectorError) Unwrap() error { return e.err }
 // Name returns the name the runner was built with.
 func (r *Runner) Name() string { return r.name }
 
-// Position returns the position of the last event applied.
+// Position returns the position of the last event applied (for a Settler, with
+// its work done).
 func (r *Runner) Position() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -108,7 +131,7 @@ func (r *Runner) Position() uint64 {
 
 func (r *Runner) advance(pos uint64) {
 	r.mu.Lock()
-	r.pos = pos
+	r.pos = max(r.pos, pos)
 	if r.moved != nil {
 		close(r.moved)
 		r.moved = nil

@@ -211,8 +211,8 @@ func storedEffect(t *testing.T, js njs.JetStream, stream string, seq uint64) (*n
 }
 
 // publish stores a message on the stream behind the publisher's back, with the
-// headers given and a fresh Nats-Msg-Id, so that JetStream's duplicate window
-// does not drop it.
+// headers given, a fresh Nats-Msg-Id, so that JetStream's duplicate window does
+// not drop it, and no expected last sequence, which the original had.
 func publish(t *testing.T, js njs.JetStream, subject string, header nats.Header, body []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
@@ -222,6 +222,7 @@ func publish(t *testing.T, js njs.JetStream, subject string, header nats.Header,
 		msg.Header[k] = append([]string(nil), v...)
 	}
 	msg.Header.Set(nats.MsgIdHdr, uuid.NewString())
+	msg.Header.Del(njs.ExpectedLastSeqHeader)
 	msg.Data = body
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)
@@ -338,6 +339,7 @@ func copyEffects(t *testing.T, js njs.JetStream, name, prefix string, edit func(
 		}
 		msg := nats.NewMsg(prefix + "." + m.Subject)
 		msg.Header, msg.Data = m.Header, body
+		msg.Header.Del(njs.ExpectedLastSeqHeader) // the copy has its own sequence
 		if _, err := js.PublishMsg(ctx, msg); err != nil {
 			t.Fatal(err)
 		}

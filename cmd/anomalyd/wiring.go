@@ -50,6 +50,7 @@ type Main struct {
 	nc         *nats.Conn
 	http       *anomalyhttp.Server
 	runners    []*projections.Runner
+	effects    *projections.Effects
 	closeStore func()
 	metrics    *metrics.Metrics
 	stopJWKS   context.CancelFunc
@@ -109,7 +110,8 @@ func (m *Main) Open(ctx context.Context) error {
 	anomalies, agents, policies := projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()
 	m.Anomalies = anomalies
 	readModel := projections.NewRunner("read_model", store, projections.Multi{anomalies, agents, policies}, m.logger)
-	effects := projections.NewRunner("effects", store, projections.NewEffects(m.metrics.Sink(sink), m.logger), m.logger)
+	m.effects = projections.NewEffects(m.metrics.Sink(sink), m.logger)
+	effects := projections.NewRunner("effects", store, m.effects, m.logger)
 	m.runners = []*projections.Runner{readModel, effects}
 	m.metrics.WatchProjections(rawStore, m.runners)
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -272,6 +274,13 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.http != nil {
 		if err := m.http.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+	}
+	if m.effects != nil {
+		// The effects of acknowledged commands go out before the process does;
+		// if ctx ends first, the next start sends them from the log.
+		if err := m.effects.Flush(ctx); err != nil {
+			m.logger.Warn("effects not all published before shutdown; the next start publishes them", "err", err)
 		}
 	}
 	if m.cancel != nil {
