@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/google/uuid"
 )
 
@@ -216,11 +217,11 @@ func TestLoadAnomaly(t *testing.T) {
 
 func TestEventRoundTripsThroughWireFormat(t *testing.T) {
 	for _, e := range given(t, domain.SeverityCritical, domain.ResolutionAgentRevoked) {
-		b, err := domain.MarshalEvent(e)
+		b, err := eventstore.MarshalEvent(e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := domain.UnmarshalEvent(b)
+		got, err := eventstore.UnmarshalEvent(b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +231,7 @@ func TestEventRoundTripsThroughWireFormat(t *testing.T) {
 			t.Fatalf("round trip: got %+v, want %+v", got, e)
 		}
 	}
-	if _, err := domain.UnmarshalEvent([]byte(`{"type":"x"}`)); domain.ErrorCode(err) != domain.EINTERNAL {
+	if _, err := eventstore.UnmarshalEvent([]byte(`{"type":"x"}`)); domain.ErrorCode(err) != domain.EINTERNAL {
 		t.Fatalf("incomplete envelope: err = %v, want INTERNAL_ERROR", err)
 	}
 }

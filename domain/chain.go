@@ -25,7 +25,7 @@ const (
 // length-prefixed so that no two events encode alike, with data in compact
 // JSON. The first event of a stream has an empty prev_hash; the stream's
 // identity is part of every hash, so an event moved to another stream no longer
-// matches. The hash covers the event as stored: an event that UnmarshalEvent
+// matches. The hash covers the event as stored: an event that RestoreEvent
 // upcast is hashed with the schema version and data it was stored with (an
 // envelope without a schema_version in the v1 encoding, exactly as before
 // schema versions existed), so the upcast neither breaks its chain nor lets an

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/google/uuid"
 )
 
@@ -638,11 +639,11 @@ func ctDecode(e domain.Event, v any) error { return json.Unmarshal(e.Data, v) }
 func TestDecodedDataFollowsTheEvent(t *testing.T) {
 	w := newCtWorld(t)
 	a := w.report(domain.SeverityHigh)
-	raw, err := domain.MarshalEvent(a.Changes()[0])
+	raw, err := eventstore.MarshalEvent(a.Changes()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := domain.UnmarshalEvent(raw)
+	e, err := eventstore.UnmarshalEvent(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ type Event struct {
 	ID   uuid.UUID `json:"event_id"`
 	Type string    `json:"type"`
 	// SchemaVersion is the version of Data's format for the event's type (the
-	// table schemas). Commands record the current version, and UnmarshalEvent
+	// table schemas). Commands record the current version, and RestoreEvent
 	// upcasts an event stored with an older one, so that every event a reader
 	// gets is at its type's current version. Zero is an envelope without a
 	// schema_version, the format from before schema versions existed: such an
@@ -69,17 +69,19 @@ type Event struct {
 	Hash     string `json:"hash"`
 
 	// stored is the schema version and data as the log holds them when
-	// UnmarshalEvent read them as something else (see asStored): the hash
-	// covers the event as stored, and MarshalEvent writes it back unchanged.
+	// RestoreEvent read them as something else (see asStored): the hash
+	// covers the event as stored, and EnvelopeOf gives it back unchanged.
 	stored *storedPayload
 	// payload is Data decoded, shared by the copies of the event (payloadOf).
 	payload *payloadCache
 }
 
-// wireEvent is the envelope as stored: the stream travels as its three parts.
-// SchemaVersion is absent from the envelopes written before schema versions
-// existed.
-type wireEvent struct {
+// Envelope is an event as the stores keep it, the shape of its JSON: the
+// stream travels as its three parts, and SchemaVersion is absent from the
+// envelopes written before schema versions existed. The stores encode and
+// decode it (eventstore.MarshalEvent, eventstore.UnmarshalEvent); the domain
+// says what it holds (EnvelopeOf) and what a decoded one means (RestoreEvent).
+type Envelope struct {
 	ID            uuid.UUID       `json:"event_id"`
 	Type          string          `json:"type"`
 	SchemaVersion *int            `json:"schema_version,omitempty"`
@@ -94,37 +96,38 @@ type wireEvent struct {
 	Hash          string          `json:"hash"`
 }
 
-// MarshalEvent encodes an event as the stores keep it. An event read by
-// UnmarshalEvent is written back as it was stored, in its original schema
-// version, so that its hash still holds.
-func MarshalEvent(e Event) ([]byte, error) {
+// EnvelopeOf returns the envelope to store for e. An event restored by
+// RestoreEvent is stored as it was, in its original schema version, so that
+// its hash still holds. It returns an error for a negative schema version.
+func EnvelopeOf(e Event) (Envelope, error) {
 	schema, data := e.asStored()
 	var sv *int
 	switch {
 	case schema < 0:
-		return nil, fmt.Errorf("encode event: schema version %d is not a version", schema)
+		return Envelope{}, fmt.Errorf("encode event: schema version %d is not a version", schema)
 	case schema > 0:
 		sv = &schema
 	}
-	return json.Marshal(wireEvent{
+	return Envelope{
 		ID: e.ID, Type: e.Type, SchemaVersion: sv, Category: e.Stream.Category, StreamID: e.Stream.ID,
 		Version: e.Version, TenantID: e.TenantID, OccurredAt: e.OccurredAt.UTC(),
 		Actor: e.Actor, Data: data, PrevHash: e.PrevHash, Hash: e.Hash,
-	})
+	}, nil
 }
 
-// UnmarshalEvent decodes an event written by MarshalEvent, in any schema
+// DataDecoder decodes JSON data into v as encoding/json.Unmarshal does; the
+// stores give RestoreEvent a faster one.
+type DataDecoder func(data []byte, v any) error
+
+// RestoreEvent returns the event that a decoded envelope holds, in any schema
 // version of its type up to the current one: it reads an envelope without a
 // schema_version as version 1 and upcasts older data to the current version
-// (upcast), keeping the stored form for HashEvent and MarshalEvent. It returns
-// an INTERNAL_ERROR *Error when the bytes are not a well-formed event, when the
+// (upcast), keeping the stored form for HashEvent and EnvelopeOf. The folds
+// decode the event's data with decode (nil: encoding/json), once between them.
+// It returns an INTERNAL_ERROR *Error when the envelope is incomplete, when the
 // schema version is newer than this build knows, and when older data cannot be
 // upcast.
-func UnmarshalEvent(b []byte) (Event, error) {
-	var w wireEvent
-	if err := json.Unmarshal(b, &w); err != nil {
-		return Event{}, Errorf(EINTERNAL, "decode event: %v", err)
-	}
+func RestoreEvent(w Envelope, decode DataDecoder) (Event, error) {
 	if y := w.OccurredAt.UTC().Year(); y < 1 || y > 9999 {
 		return Event{}, Errorf(EINTERNAL, "decode event: occurred_at %s is out of range", w.OccurredAt)
 	}
@@ -149,7 +152,7 @@ func UnmarshalEvent(b []byte) (Event, error) {
 	if e.SchemaVersion != stored {
 		e.stored = &storedPayload{schema: stored, data: w.Data, version: e.SchemaVersion, view: e.Data}
 	}
-	return e.withPayloadCache(), nil
+	return e.withPayloadCache(decode), nil
 }
 
 var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -173,7 +176,7 @@ func newEvent(m Meta, stream StreamID, version uint64, prev, typ string, data an
 		OccurredAt: m.At.UTC(), Actor: m.Actor, Data: raw, PrevHash: prev,
 	}
 	e.Hash = HashEvent(e)
-	return e.withPayloadCache(), nil
+	return e.withPayloadCache(nil), nil
 }
 
 // Meta is what the caller of a command supplies besides its arguments: the id of

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/google/uuid"
 )
 
@@ -149,7 +150,7 @@ func fuzzStoredEvent(f *testing.F) []byte {
 	if err != nil {
 		f.Fatalf("report: %v", err)
 	}
-	b, err := domain.MarshalEvent(a.Changes()[0])
+	b, err := eventstore.MarshalEvent(a.Changes()[0])
 	if err != nil {
 		f.Fatalf("marshal: %v", err)
 	}
@@ -193,11 +194,14 @@ func FuzzUnmarshalEvent(f *testing.F) {
 		`{` + reported + `,"version":1,"data":[]}`,
 		`{` + reported + `,"version":1,"schema_version":2,"data":{"details":null}}`,
 		`{` + reported + `,"version":1,"schema_version":3,"data":{}}`,
+		`{` + reported + `,"version":1,"schema_version":2,"data":{"AGENT_ID":"3d6f0a8e-2b1c-4d5e-8f9a-0b1c2d3e4f5a","agent_id":"3d6f0a8e-2b1c-4d5e-8f9a-0b1c2d3e4f5b","Severity":"high","auto_response":"suspended","auto_response":"throttled","description":"\ud800"}}`,
+		`{` + strings.Replace(env, "anomaly.resolved", "agent.restored", 1) + `,"version":1,"data":{"agent_id":"3d6f0a8e-2b1c-4d5e-8f9a-0b1c2d3e4f5a","released":["3d6f0a8e-2b1c-4d5e-8f9a-0b1c2d3e4f5a",null],"notes":1}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := domain.UnmarshalEvent(b)
+		e, err := eventstore.UnmarshalEvent(b)
+		fuzzSameAsEncodingJSON(t, b, e, err)
 		if err != nil {
 			if code := domain.ErrorCode(err); code != domain.EINTERNAL {
 				t.Fatalf("UnmarshalEvent error code %s, want %s: %v", code, domain.EINTERNAL, err)
@@ -209,25 +213,59 @@ func FuzzUnmarshalEvent(f *testing.F) {
 			t.Fatalf("UnmarshalEvent accepted an incomplete envelope: %+v", e)
 		}
 
-		out, err := domain.MarshalEvent(e)
+		out, err := eventstore.MarshalEvent(e)
 		if err != nil {
 			t.Fatalf("an accepted event does not marshal again: %v", err)
 		}
-		e2, err := domain.UnmarshalEvent(out)
+		e2, err := eventstore.UnmarshalEvent(out)
 		if err != nil {
 			t.Fatalf("MarshalEvent wrote what UnmarshalEvent refuses: %v: %s", err, out)
 		}
 		fuzzSameEnvelope(t, e, e2)
 
 		// From the store's own encoding on, nothing changes at all.
-		out2, err := domain.MarshalEvent(e2)
+		out2, err := eventstore.MarshalEvent(e2)
 		if err != nil || !bytes.Equal(out2, out) {
 			t.Fatalf("a second round trip changed the bytes (%v):\n%s\n%s", err, out, out2)
 		}
-		if e3, err := domain.UnmarshalEvent(out2); err != nil || domain.HashEvent(e3) != domain.HashEvent(e2) {
+		if e3, err := eventstore.UnmarshalEvent(out2); err != nil || domain.HashEvent(e3) != domain.HashEvent(e2) {
 			t.Fatalf("a second round trip changed the hash (%v)", err)
 		}
 	})
+}
+
+// fuzzSameAsEncodingJSON checks the stores' codec against encoding/json, the
+// reference it stands in for: the same input is accepted or refused by both,
+// and an accepted one is the same event with the same data and hash.
+func fuzzSameAsEncodingJSON(t *testing.T, b []byte, got domain.Event, gotErr error) {
+	t.Helper()
+	var w domain.Envelope
+	want, wantErr := domain.Event{}, json.Unmarshal(b, &w)
+	if wantErr == nil {
+		want, wantErr = domain.RestoreEvent(w, nil)
+	}
+	if (gotErr == nil) != (wantErr == nil) {
+		t.Fatalf("the codec says %v, encoding/json says %v", gotErr, wantErr)
+	}
+	if gotErr != nil {
+		return
+	}
+	fuzzSameEnvelope(t, want, got)
+	if !bytes.Equal(want.Data, got.Data) || domain.HashEvent(want) != domain.HashEvent(got) {
+		t.Fatalf("the codec read data %s, encoding/json %s", got.Data, want.Data)
+	}
+	// The folds decode the data with the codec's decoder: they must make of it
+	// what they make of it with encoding/json.
+	var sw, sg domain.AnomalyState
+	errW, errG := sw.Apply(want), sg.Apply(got)
+	if (errW == nil) != (errG == nil) || !reflect.DeepEqual(sw, sg) {
+		t.Fatalf("anomaly fold: codec %+v (%v), encoding/json %+v (%v)", sg, errG, sw, errW)
+	}
+	var cw, cg domain.AgentContainment
+	errW, errG = cw.Apply(want), cg.Apply(got)
+	if (errW == nil) != (errG == nil) || !reflect.DeepEqual(cw, cg) {
+		t.Fatalf("agent fold: codec %+v (%v), encoding/json %+v (%v)", cg, errG, cw, errW)
+	}
 }
 
 // fuzzSameEnvelope checks that b carries what a does: the same fields, the same

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/google/uuid"
 )
 
@@ -110,7 +111,7 @@ func TestGoldenEvents(t *testing.T) {
 			if !slices.Contains(goldenFiles, name) {
 				t.Fatalf("%s is recorded at schema version %d, which has no golden file in goldenFiles", e.Type, e.SchemaVersion)
 			}
-			b, err := domain.MarshalEvent(e)
+			b, err := eventstore.MarshalEvent(e)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +172,7 @@ func TestGoldenFilesReadBack(t *testing.T) {
 			if err := json.Compact(&stored, raw); err != nil {
 				t.Fatal(err)
 			}
-			e, err := domain.UnmarshalEvent(stored.Bytes())
+			e, err := eventstore.UnmarshalEvent(stored.Bytes())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,7 +195,7 @@ func TestGoldenFilesReadBack(t *testing.T) {
 			if got := domain.HashEvent(e); got != e.Hash {
 				t.Fatalf("HashEvent = %s, want the stored hash %s", got, e.Hash)
 			}
-			again, err := domain.MarshalEvent(e)
+			again, err := eventstore.MarshalEvent(e)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/google/uuid"
 )
 
@@ -441,11 +442,11 @@ func lcRender(x any) string {
 // lcRoundTrip passes e through the wire format and fails unless it comes back unchanged.
 func lcRoundTrip(t *testing.T, e domain.Event) domain.Event {
 	t.Helper()
-	b, err := domain.MarshalEvent(e)
+	b, err := eventstore.MarshalEvent(e)
 	if err != nil {
 		t.Fatalf("marshal %s: %v", e.Type, err)
 	}
-	got, err := domain.UnmarshalEvent(b)
+	got, err := eventstore.UnmarshalEvent(b)
 	if err != nil {
 		t.Fatalf("unmarshal %s: %v", e.Type, err)
 	}

@@ -10,17 +10,22 @@ import (
 // through (the anomaly, its agent, the read models, the effects) decode its
 // data once between them instead of once each.
 type payloadCache struct {
-	once sync.Once
-	typ  string
-	data json.RawMessage // what was decoded: the cache stands for this only
-	v    any
-	err  error
+	decode DataDecoder
+	once   sync.Once
+	typ    string
+	data   json.RawMessage // what was decoded: the cache stands for this only
+	v      any
+	err    error
 }
 
-// withPayloadCache gives e a cache of its decoded data. Events without one
-// (built by hand, as tests do) decode their data at every use.
-func (e Event) withPayloadCache() Event {
-	e.payload = &payloadCache{typ: e.Type, data: e.Data}
+// withPayloadCache gives e a cache of its data decoded with decode (nil:
+// encoding/json). Events without one (built by hand, as tests do) decode their
+// data with encoding/json at every use.
+func (e Event) withPayloadCache(decode DataDecoder) Event {
+	if decode == nil {
+		decode = json.Unmarshal
+	}
+	e.payload = &payloadCache{decode: decode, typ: e.Type, data: e.Data}
 	return e
 }
 
@@ -35,7 +40,9 @@ func payloadOf[T any](e Event) (T, error) {
 	}
 	c.once.Do(func() {
 		var v T
-		c.err = decodeData(e, &v)
+		if err := c.decode(e.Data, &v); err != nil {
+			c.err = Errorf(EINTERNAL, "decode %s %s: %v", e.Type, e.ID, err)
+		}
 		c.v = v
 	})
 	if c.err != nil {

@@ -59,12 +59,12 @@ func upcast(e Event) (Event, error) {
 }
 
 // storedPayload is an event's schema version and data as the log holds them,
-// kept when UnmarshalEvent read the event as something else: upcast, or
+// kept when RestoreEvent read the event as something else: upcast, or
 // written before envelopes carried a schema_version.
 type storedPayload struct {
 	schema int // 0: the envelope had no schema_version
 	data   json.RawMessage
-	// What UnmarshalEvent made of them: the stored form stands for the event
+	// What RestoreEvent made of them: the stored form stands for the event
 	// only while it still carries these, so an event altered after it was read
 	// is hashed and encoded as what it has become.
 	version int
@@ -72,7 +72,7 @@ type storedPayload struct {
 }
 
 // asStored returns the schema version (0 for none) and the data of e as the log
-// holds them: what its hash covers and what MarshalEvent writes.
+// holds them: what its hash covers and what EnvelopeOf gives.
 func (e *Event) asStored() (int, json.RawMessage) {
 	if s := e.stored; s != nil && e.SchemaVersion == s.version && bytes.Equal(e.Data, s.view) {
 		return s.schema, s.data

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/google/uuid"
 )
 
@@ -108,7 +109,7 @@ func readAll(t *testing.T, stored ...[]byte) []domain.Event {
 	t.Helper()
 	evs := make([]domain.Event, len(stored))
 	for i, b := range stored {
-		e, err := domain.UnmarshalEvent(b)
+		e, err := eventstore.UnmarshalEvent(b)
 		if err != nil {
 			t.Fatalf("UnmarshalEvent(%s): %v", b, err)
 		}
@@ -182,7 +183,7 @@ func TestReplayLogWrittenBeforeSchemaVersions(t *testing.T) {
 
 	t.Run("WrittenBackAsStored", func(t *testing.T) {
 		for i, e := range log {
-			got, err := domain.MarshalEvent(e)
+			got, err := eventstore.MarshalEvent(e)
 			if err != nil || !bytes.Equal(got, l.stored[i]) {
 				t.Fatalf("MarshalEvent = %s (%v), want the stored bytes %s", got, err, l.stored[i])
 			}
@@ -231,7 +232,7 @@ func TestReplayLogWrittenBeforeSchemaVersions(t *testing.T) {
 		if err := bn.Dismiss(domain.DismissAnomaly{Reason: "duplicate"}, meta(200)); err != nil {
 			t.Fatal(err)
 		}
-		stored, err := domain.MarshalEvent(bn.Changes()[0])
+		stored, err := eventstore.MarshalEvent(bn.Changes()[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +267,7 @@ func TestTamperingAcrossSchemaVersionsIsDetected(t *testing.T) {
 	if err := bn.Dismiss(domain.DismissAnomaly{Reason: "duplicate"}, meta(200)); err != nil {
 		t.Fatal(err)
 	}
-	dismissed, err := domain.MarshalEvent(bn.Changes()[0])
+	dismissed, err := eventstore.MarshalEvent(bn.Changes()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,14 +358,14 @@ func TestUnmarshalEventRefusesSchemaVersionsItCannotRead(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := domain.UnmarshalEvent(tt.stored); domain.ErrorCode(err) != domain.EINTERNAL {
+			if _, err := eventstore.UnmarshalEvent(tt.stored); domain.ErrorCode(err) != domain.EINTERNAL {
 				t.Fatalf("UnmarshalEvent(%s) = %v, want INTERNAL_ERROR", tt.stored, err)
 			}
 		})
 	}
 	t.Run("UnknownTypeKeepsItsVersion", func(t *testing.T) {
 		b := set(set(resolved, `"schema_version":1`, `"schema_version":7`), `"anomaly.resolved"`, `"test.happened"`)
-		e, err := domain.UnmarshalEvent(b)
+		e, err := eventstore.UnmarshalEvent(b)
 		if err != nil || e.SchemaVersion != 7 {
 			t.Fatalf("UnmarshalEvent = %+v, %v; want schema version 7 as stored", e, err)
 		}

@@ -54,7 +54,7 @@ func BenchmarkReadModelApply(b *testing.B) {
 	raw := make([][]byte, len(log))
 	for i, r := range log {
 		var err error
-		if raw[i], err = domain.MarshalEvent(r.Event); err != nil {
+		if raw[i], err = eventstore.MarshalEvent(r.Event); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -65,7 +65,7 @@ func BenchmarkReadModelApply(b *testing.B) {
 	for b.Loop() {
 		m := projections.Multi{projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()}
 		for i, r := range log {
-			ev, err := domain.UnmarshalEvent(raw[i])
+			ev, err := eventstore.UnmarshalEvent(raw[i])
 			if err != nil {
 				b.Fatal(err)
 			}

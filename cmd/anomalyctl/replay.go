@@ -134,7 +134,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 
 // replayLine is the stored envelope with "position" added in front.
 func replayLine(r eventstore.Recorded) ([]byte, error) {
-	env, err := domain.MarshalEvent(r.Event)
+	env, err := eventstore.MarshalEvent(r.Event)
 	if err != nil {
 		return nil, err
 	}

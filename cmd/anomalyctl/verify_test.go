@@ -84,7 +84,7 @@ func TestVerifyFindsAnEventForgedIntoJetStream(t *testing.T) {
 	forged.Data = []byte(`{"anomaly_id":"` + id.String() + `","reason":"nothing to see"}`)
 	forged.PrevHash = strings.Repeat("0", 64)
 	forged.Hash = domain.HashEvent(forged)
-	body, _ := domain.MarshalEvent(forged)
+	body, _ := eventstore.MarshalEvent(forged)
 	msg := nats.NewMsg("anomalyd.events.acme.anomaly." + id.String())
 	msg.Data = body
 	msg.Header.Set("Anomalyd-Version", "3")

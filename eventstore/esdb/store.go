@@ -72,7 +72,7 @@ func (s *Store) Append(ctx context.Context, expected uint64, ev domain.Event) (e
 	if err != nil {
 		return eventstore.Recorded{}, err
 	}
-	data, err := domain.MarshalEvent(ev)
+	data, err := eventstore.MarshalEvent(ev)
 	if err != nil {
 		return eventstore.Recorded{}, domain.Errorf(domain.EINVALID, "esdb: encode event: %v", err)
 	}
@@ -188,7 +188,7 @@ func recv(rs *esdb.ReadStream) (ev *esdb.ResolvedEvent, err error) {
 
 func decode(re *esdb.ResolvedEvent) (eventstore.Recorded, error) {
 	e := re.OriginalEvent()
-	ev, err := domain.UnmarshalEvent(e.Data)
+	ev, err := eventstore.UnmarshalEvent(e.Data)
 	if err != nil {
 		return eventstore.Recorded{}, fmt.Errorf("esdb: event %s of %s: %w", e.EventID, e.StreamID, err)
 	}

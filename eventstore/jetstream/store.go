@@ -122,7 +122,7 @@ func (s *Store) Append(ctx context.Context, expected uint64, ev domain.Event) (e
 	if err != nil {
 		return eventstore.Recorded{}, err
 	}
-	data, err := domain.MarshalEvent(ev)
+	data, err := eventstore.MarshalEvent(ev)
 	if err != nil {
 		return eventstore.Recorded{}, domain.Errorf(domain.EINVALID, "jetstream: encode event: %v", err)
 	}
@@ -270,7 +270,7 @@ func (s *Store) Subscribe(ctx context.Context, from uint64, fn func(eventstore.R
 		if err != nil {
 			return fail(ctx, "subscribe: metadata", err)
 		}
-		ev, err := domain.UnmarshalEvent(m.Data())
+		ev, err := eventstore.UnmarshalEvent(m.Data())
 		if err != nil {
 			return fmt.Errorf("jetstream: subscribe: message %d: %w", md.Sequence.Stream, err)
 		}
@@ -439,7 +439,7 @@ func meta(m *njs.RawStreamMsg) (uint64, uuid.UUID, error) {
 
 // record decodes a stored message into the event it holds.
 func record(m *njs.RawStreamMsg) (eventstore.Recorded, error) {
-	ev, err := domain.UnmarshalEvent(m.Data)
+	ev, err := eventstore.UnmarshalEvent(m.Data)
 	if err != nil {
 		return eventstore.Recorded{}, fmt.Errorf("jetstream: message %d: %w", m.Sequence, err)
 	}
