@@ -106,6 +106,8 @@ type Effects struct {
 	loaded bool
 	queue  chan Effect // from Apply to the publisher, in order
 	notify func(pos uint64)
+	// ackTimeout bounds the wait for one acknowledgement (defaultAckTimeout).
+	ackTimeout time.Duration
 
 	mu      sync.Mutex
 	resume  uint64 // cause of the last effect known stored; later effects only are published
@@ -124,16 +126,16 @@ const (
 	// MaxPending is how many effects may wait for their acknowledgement before
 	// Apply waits too.
 	MaxPending = 4096
-	// ackTimeout bounds the wait for one acknowledgement; past it the send
-	// counts as failed and is retried from the last stored effect.
-	ackTimeout = 10 * time.Second
+	// defaultAckTimeout bounds the wait for one acknowledgement; past it the
+	// send counts as failed and is retried from the last stored effect.
+	defaultAckTimeout = 10 * time.Second
 )
 
 // NewEffects returns an effects publisher that publishes to sink.
 func NewEffects(sink EffectSink, logger *slog.Logger) *Effects {
 	return &Effects{
 		sink: sink, logger: logger, agents: make(map[agentKey]*domain.AgentContainment),
-		queue: make(chan Effect, MaxPending), notify: func(uint64) {},
+		queue: make(chan Effect, MaxPending), notify: func(uint64) {}, ackTimeout: defaultAckTimeout,
 	}
 }
 
@@ -272,7 +274,8 @@ func (p *Effects) publish(ctx context.Context, after uint64) {
 		timed    chan error
 		backoff  = 50 * time.Millisecond
 	)
-	timer := time.NewTimer(ackTimeout)
+	timer := time.NewTimer(p.ackTimeout)
+	timer.Stop()
 	defer timer.Stop()
 	for {
 		for len(waiting) > 0 && len(inflight) < Window {
@@ -283,10 +286,11 @@ func (p *Effects) publish(ctx context.Context, after uint64) {
 			after++
 		}
 		var oldest chan error
+		var timeout <-chan time.Time
 		if len(inflight) > 0 {
-			oldest = inflight[0].done
+			oldest, timeout = inflight[0].done, timer.C
 			if oldest != timed { // the acknowledgement timeout runs from its send on
-				timer.Reset(ackTimeout)
+				timer.Reset(p.ackTimeout)
 				timed = oldest
 			}
 		}
@@ -304,8 +308,8 @@ func (p *Effects) publish(ctx context.Context, after uint64) {
 			}
 			continue
 		case err = <-oldest:
-		case <-timer.C:
-			err = fmt.Errorf("no acknowledgement within %s", ackTimeout)
+		case <-timeout:
+			err = fmt.Errorf("no acknowledgement within %s", p.ackTimeout)
 		}
 		if err == nil {
 			p.stored(inflight[0].e.CausePosition)
@@ -316,7 +320,7 @@ func (p *Effects) publish(ctx context.Context, after uint64) {
 		p.logger.Warn("effects: publish failed; sending again from the last stored effect",
 			"effect", inflight[0].e.ID, "cause_position", inflight[0].e.CausePosition,
 			"in_flight", len(inflight), "retry_in", backoff, "err", err)
-		if !awaitAll(ctx, inflight[1:]) {
+		if !awaitAll(ctx, inflight[1:], p.ackTimeout) {
 			return
 		}
 		for i := len(inflight) - 1; i >= 0; i-- {
@@ -350,11 +354,11 @@ func (p *Effects) published(e Effect) bool {
 	return e.CausePosition <= p.resume
 }
 
-// awaitAll waits until every send in inflight is answered, or ackTimeout has
+// awaitAll waits until every send in inflight is answered, or timeout has
 // passed; false when ctx ends first. After a failed send the later ones fail
 // too or are stored; either way the sink's last stored effect then tells.
-func awaitAll(ctx context.Context, inflight []sent) bool {
-	deadline := time.NewTimer(ackTimeout)
+func awaitAll(ctx context.Context, inflight []sent, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for _, s := range inflight {
 		select {

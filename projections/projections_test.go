@@ -84,6 +84,8 @@ type memorySink struct {
 	mu        sync.Mutex
 	published []projections.Effect
 	failNext  int           // how many of the next sends fail
+	loseNext  int           // how many of the next sends vanish: not stored, never answered
+	muteNext  int           // how many of the next sends are stored but never answered
 	hold      chan struct{} // while open, answers wait
 	lastErr   error         // Last fails with it
 }
@@ -91,7 +93,16 @@ type memorySink struct {
 func (s *memorySink) Send(_ context.Context, e projections.Effect, after uint64, done func(error)) {
 	s.mu.Lock()
 	var err error
+	answer := true
 	switch {
+	case s.loseNext > 0:
+		s.loseNext--
+		s.mu.Unlock()
+		return
+	case s.muteNext > 0 && after == uint64(len(s.published)):
+		s.muteNext--
+		s.published = append(s.published, e)
+		answer = false
 	case s.failNext > 0:
 		s.failNext--
 		err = errors.New("nats down")
@@ -102,6 +113,9 @@ func (s *memorySink) Send(_ context.Context, e projections.Effect, after uint64,
 	}
 	hold := s.hold
 	s.mu.Unlock()
+	if !answer {
+		return
+	}
 	go func() {
 		if hold != nil {
 			<-hold
@@ -260,6 +274,30 @@ func TestEffectsFailedSendIsRetriedInOrder(t *testing.T) {
 		}
 		cancel()
 		checkOnceInOrder(t, sink.effects(), want)
+	}
+}
+
+// An acknowledgement that never comes counts as a failure once the timeout
+// passes: the publisher asks the sink what it holds and sends the rest again.
+// A publisher idle for longer than the timeout is not affected by it.
+func TestEffectsMissingAcknowledgement(t *testing.T) {
+	recs, want := agentHistory(t, 5, 4)
+	for _, tc := range []struct {
+		name string
+		sink *memorySink
+	}{
+		{"lost before it was stored", &memorySink{loseNext: 2}},
+		{"stored, answer lost", &memorySink{muteNext: 2}},
+		{"none lost", &memorySink{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := projections.NewEffects(tc.sink, quiet)
+			p.SetAckTimeout(30 * time.Millisecond)
+			applyAll(t, p, recs[:len(recs)/2])
+			time.Sleep(100 * time.Millisecond) // idle past the timeout
+			applyAll(t, p, recs[len(recs)/2:])
+			checkOnceInOrder(t, tc.sink.effects(), want)
+		})
 	}
 }
 
