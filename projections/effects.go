@@ -158,20 +158,24 @@ func (p *Effects) Apply(ctx context.Context, r eventstore.Recorded) error {
 		p.resume, p.loaded = last, true
 		go p.publish(ctx, seq)
 	}
-	e, ok, err := p.fold(r)
+	agent, before, after, err := p.fold(r)
 	if err != nil {
 		return err
 	}
+	var e Effect
+	if before != after && !p.stored(r.Position) {
+		if e, err = newEffect(r, agent, before, after); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	p.folded = r.Position
-	if ok && r.Position > p.resume {
+	if e.ID != uuid.Nil {
 		p.pending = append(p.pending, r.Position)
-	} else {
-		ok = false
 	}
 	settled := p.settledLocked()
 	p.mu.Unlock()
-	if !ok {
+	if e.ID == uuid.Nil {
 		p.notify(settled)
 		return nil
 	}
@@ -183,12 +187,12 @@ func (p *Effects) Apply(ctx context.Context, r eventstore.Recorded) error {
 	}
 }
 
-// fold applies r to its agent's containment and returns the effect of the
-// change it makes to the agent's status, false when it makes none.
-func (p *Effects) fold(r eventstore.Recorded) (Effect, bool, error) {
+// fold applies r to its agent's containment and returns the agent and its
+// status before and after: equal when r changes nothing, or concerns no agent.
+func (p *Effects) fold(r eventstore.Recorded) (agent uuid.UUID, before, after domain.Containment, err error) {
 	agent, ok := domain.AgentOf(r.Event)
 	if !ok {
-		return Effect{}, false, nil
+		return uuid.Nil, 0, 0, nil
 	}
 	key := agentKey{r.TenantID, agent}
 	c := p.agents[key]
@@ -196,16 +200,11 @@ func (p *Effects) fold(r eventstore.Recorded) (Effect, bool, error) {
 		c = &domain.AgentContainment{}
 		p.agents[key] = c
 	}
-	before := c.Status()
+	before = c.Status()
 	if err := c.Apply(r.Event); err != nil {
-		return Effect{}, false, err
+		return uuid.Nil, 0, 0, err
 	}
-	after := c.Status()
-	if before == after {
-		return Effect{}, false, nil
-	}
-	e, err := newEffect(r, agent, before, after)
-	return e, err == nil, err
+	return agent, before, c.Status(), nil
 }
 
 // settledLocked returns the position up to which every event's effect is
@@ -238,9 +237,9 @@ func (p *Effects) Flush(ctx context.Context) error {
 	}
 }
 
-// stored records that the sink holds every effect up to cause: they leave
+// markStored records that the sink holds every effect up to cause: they leave
 // pending, and the settled position moves.
-func (p *Effects) stored(cause uint64) {
+func (p *Effects) markStored(cause uint64) {
 	p.mu.Lock()
 	p.resume = max(p.resume, cause)
 	n := 0
@@ -312,7 +311,7 @@ func (p *Effects) publish(ctx context.Context, after uint64) {
 			err = fmt.Errorf("no acknowledgement within %s", p.ackTimeout)
 		}
 		if err == nil {
-			p.stored(inflight[0].e.CausePosition)
+			p.markStored(inflight[0].e.CausePosition)
 			inflight = inflight[1:]
 			backoff = 50 * time.Millisecond
 			continue
@@ -337,7 +336,7 @@ func (p *Effects) publish(ctx context.Context, after uint64) {
 			seq, cause, err := p.sink.Last(ctx)
 			if err == nil {
 				after = seq
-				p.stored(cause)
+				p.markStored(cause)
 				waiting = slices.DeleteFunc(waiting, p.published)
 				break
 			}
@@ -346,12 +345,16 @@ func (p *Effects) publish(ctx context.Context, after uint64) {
 	}
 }
 
-// published reports whether e is known stored: its cause is at or before the
-// cause of the last effect the sink was seen to hold.
-func (p *Effects) published(e Effect) bool {
+// published reports whether e is known stored.
+func (p *Effects) published(e Effect) bool { return p.stored(e.CausePosition) }
+
+// stored reports whether the effect of the event at pos, if it has one, is
+// known stored: pos is at or before the cause of the last effect the sink was
+// seen to hold.
+func (p *Effects) stored(pos uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return e.CausePosition <= p.resume
+	return pos <= p.resume
 }
 
 // awaitAll waits until every send in inflight is answered, or timeout has
