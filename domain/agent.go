@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -100,9 +101,13 @@ func (d AgentRevoked) agent() uuid.UUID                { return d.AgentID }
 // Apply folds an event that concerns this agent. Events of other kinds are
 // ignored. It returns an INTERNAL_ERROR *Error for an event that does not decode.
 func (a *AgentContainment) Apply(e Event) error {
-	if a.holds == nil {
-		a.holds = make(map[uuid.UUID]Hold)
-	}
+	// The map of holds exists only while something holds the agent: a read
+	// model keeps one containment per agent, most of them holding nothing.
+	defer func() {
+		if len(a.holds) == 0 {
+			a.holds = nil
+		}
+	}()
 	switch e.Type {
 	case EventAnomalyReported:
 		d, err := payloadOf[AnomalyReported](e)
@@ -111,6 +116,9 @@ func (a *AgentContainment) Apply(e Event) error {
 		}
 		a.known = true
 		if d.AutoResponse > ContainmentNone {
+			if a.holds == nil {
+				a.holds = make(map[uuid.UUID]Hold, 1)
+			}
 			a.holds[d.AnomalyID] = Hold{AnomalyID: d.AnomalyID, Containment: d.AutoResponse, Reason: string(StatusOpen)}
 		}
 	case EventAnomalyInvestigationStarted:
@@ -173,10 +181,7 @@ func (a *AgentContainment) UpdatedAt() time.Time { return a.updatedAt }
 // Clone returns a copy that shares nothing with a.
 func (a *AgentContainment) Clone() AgentContainment {
 	c := *a
-	c.holds = make(map[uuid.UUID]Hold, len(a.holds))
-	for k, v := range a.holds {
-		c.holds[k] = v
-	}
+	c.holds = maps.Clone(a.holds)
 	return c
 }
 
