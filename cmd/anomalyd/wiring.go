@@ -116,7 +116,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.metrics.WatchProjections(rawStore, m.runners)
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	for _, r := range m.runners {
+	run := func(r *projections.Runner) {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
@@ -125,11 +125,16 @@ func (m *Main) Open(ctx context.Context) error {
 			}
 		}()
 	}
+	// The read model replays the log first, with the machine to itself: the
+	// API waits for it, and effects wait anyway until the effects publisher
+	// has folded the whole log, which it starts on next.
 	start := time.Now()
+	run(readModel)
 	if err := readModel.CatchUp(ctx); err != nil {
 		return fmt.Errorf("read model catch-up: %w", err)
 	}
 	m.logger.Info("read model caught up", "position", readModel.Position(), "took", time.Since(start).Round(time.Millisecond))
+	run(effects)
 
 	svc := app.NewService(store, app.WithPolicy(policies.Get),
 		app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents}))
