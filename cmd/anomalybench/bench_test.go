@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -29,14 +30,16 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 		agents         int
 		rate           float64
 		expectedAgents int
+		restart        bool
 	}{
-		{"OneEffectPerCommandWithAnAgentPerAnomaly", 0, 0, 200},
-		{"OneEffectPerAgentWhenAnomaliesShareAgents", 50, 1000, 50},
+		{"OneEffectPerCommandWithAnAgentPerAnomaly", 0, 0, 200, true},
+		{"OneEffectPerAgentWhenAnomaliesShareAgents", 50, 1000, 50, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := defaultConfig()
 			cfg.Anomalyd, cfg.Anomalies, cfg.Agents, cfg.Clients, cfg.Tenants, cfg.Rate = bin, 200, tc.agents, 8, 2, tc.rate
 			cfg.MaxDuration, cfg.EffectWait = 2*time.Minute, 20*time.Second
+			cfg.Restart, cfg.DataDir = tc.restart, filepath.Join(t.TempDir(), "kept")
 			if err := cfg.validate(); err != nil {
 				t.Fatal(err)
 			}
@@ -88,6 +91,19 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 			if !rep.Clean() {
 				t.Error("the report is not clean")
 			}
+			if _, err := os.Stat(filepath.Join(cfg.DataDir, "jetstream")); err != nil {
+				t.Errorf("the data directory was not kept: %v", err)
+			}
+			switch r := rep.Restart; {
+			case !tc.restart && r != nil:
+				t.Errorf("restart measured without --restart: %+v", r)
+			case tc.restart && r == nil:
+				t.Error("no restart measured with --restart")
+			case tc.restart && (r.Events < 400 || r.ListeningSeconds <= 0 || r.ReplaySeconds <= 0 ||
+				r.ReplaySeconds > r.ListeningSeconds || r.ReadySeconds < r.ListeningSeconds):
+				// 200 reports and 200 resolves at least, replayed before listening, ready after.
+				t.Errorf("restart: %+v", r)
+			}
 			if !strings.Contains(progress.String(), "resolve: 200/200 done") {
 				t.Errorf("no final resolve progress line in:\n%s", progress.String())
 			}
@@ -138,6 +154,9 @@ func TestParseFlagsRefusesContradictions(t *testing.T) {
 		{"--anomalies", "0"},
 		{"--rate", "-1"},
 		{"--clients", "0"},
+		{"--target", "http://127.0.0.1:1", "--key", "k", "--tenant", "t", "--restart"},
+		{"--target", "http://127.0.0.1:1", "--key", "k", "--tenant", "t", "--data-dir", "/nonexistent-anomalybench"},
+		{"--data-dir", "."},
 	} {
 		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("parseFlags(%q) = nil error", args)

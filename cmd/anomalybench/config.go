@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"os"
 	"time"
 )
 
@@ -21,6 +22,9 @@ type Config struct {
 	NATSURL string
 	// Anomalyd is the anomalyd binary to start; empty builds ./cmd/anomalyd.
 	Anomalyd string
+	// DataDir is where the started anomalyd keeps its data, kept after the
+	// run; empty uses a temporary directory, removed at the end.
+	DataDir string
 
 	Anomalies int
 	Agents    int // 0: one agent per anomaly
@@ -34,6 +38,7 @@ type Config struct {
 
 	Raw     bool
 	RawSize int
+	Restart bool
 	JSON    bool
 }
 
@@ -60,6 +65,10 @@ fresh temporary data directory with loopback ports and no rate limit. It then:
                   last subject sequence 0 and a Nats-Msg-Id, as a report appends
   raw-read-write  reads each subject's last message and publishes after it with
                   its sequence expected, as a resolve loads and appends
+  restart         with --restart: stops anomalyd and starts it again on the log
+                  the load left, and times the start until the API listens
+                  (the read model has replayed the log) and until /readyz
+                  answers 200 (the effects publisher has folded it too)
 
 and measures, for every agent.suspended and agent.restored effect, the delay
 from the 200/201 that caused it to its arrival on maip.effects.>. With
@@ -105,6 +114,7 @@ func parseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.Tenant, "tenant", "", "tenant of --key, with --target")
 	fs.StringVar(&c.NATSURL, "nats", "", "NATS URL of --target's server, for effects and the raw ceiling (e.g. nats://127.0.0.1:4222)")
 	fs.StringVar(&c.Anomalyd, "anomalyd", "", "anomalyd binary to start (default: go build ./cmd/anomalyd from the module root in the working directory)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "data directory of the started anomalyd, which must not exist yet, kept after the run (default: a temporary one, removed)")
 	fs.IntVar(&c.Anomalies, "anomalies", c.Anomalies, "anomalies to report and then resolve; also the message count of the raw phases")
 	fs.IntVar(&c.Agents, "agents", c.Agents, "distinct agents the anomalies are spread over; 0 gives each anomaly its own agent, so that every resolve causes one agent.restored effect")
 	fs.IntVar(&c.Tenants, "tenants", c.Tenants, "tenants the agents are spread over, each with its own API key (one tenant with --target)")
@@ -115,6 +125,7 @@ func parseFlags(args []string, out io.Writer) (Config, error) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "timeout of one HTTP request or one raw publish")
 	fs.BoolVar(&c.Raw, "raw", c.Raw, "run the raw JetStream ceiling phases; --raw=false skips them")
 	fs.IntVar(&c.RawSize, "raw-size", c.RawSize, "payload bytes of a raw message (a stored anomaly.reported event is about this size)")
+	fs.BoolVar(&c.Restart, "restart", c.Restart, "after the load, restart the started anomalyd on its log and time the start-up (not with --target)")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print the report as JSON instead of a table")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -151,6 +162,11 @@ func (c *Config) validate() error {
 		if c.Tenants < 1 || c.Tenants > 1000 {
 			return fmt.Errorf("--tenants %d: want 1 to 1000", c.Tenants)
 		}
+		if c.DataDir != "" {
+			if _, err := os.Stat(c.DataDir); !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("--data-dir %s: want a directory that does not exist yet", c.DataDir)
+			}
+		}
 		return nil
 	}
 	u, err := url.Parse(c.Target)
@@ -162,6 +178,9 @@ func (c *Config) validate() error {
 	}
 	if c.Anomalyd != "" {
 		return errors.New("--anomalyd starts a server; it does not go with --target")
+	}
+	if c.Restart || c.DataDir != "" {
+		return errors.New("--restart and --data-dir are for a server anomalybench starts; they do not go with --target")
 	}
 	c.Tenants = 1
 	return nil

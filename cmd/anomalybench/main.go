@@ -79,6 +79,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 			}
 		}
 		dataDir := filepath.Join(tmp, "data")
+		if cfg.DataDir != "" {
+			dataDir = cfg.DataDir
+		}
 		names := make([]string, cfg.Tenants)
 		for i := range names {
 			names[i] = fmt.Sprintf("bench-%d", i)
@@ -114,6 +117,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		}
 		// The raw ceiling gets the machine to itself.
 		stopServer()
+		if cfg.Restart && ctx.Err() == nil && len(rep.Problems) == 0 {
+			rep.Restart = measureRestart(ctx, bin, dataDir, rep, progress)
+		}
 	} else if err := runLoad(ctx, cfg, rep, tenants, natsURL, progress); err != nil {
 		return nil, err
 	}
@@ -139,6 +145,36 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		rep.Problems = append(rep.Problems, "interrupted")
 	}
 	return rep, nil
+}
+
+// measureRestart starts bin again on the log in dataDir and times its start:
+// until it listens, once its read model has replayed the log, and until
+// /readyz answers 200, once the effects publisher has folded it too. It notes
+// a problem in rep when the server does not start, get ready or stop.
+func measureRestart(ctx context.Context, bin, dataDir string, rep *Report, progress io.Writer) *Restart {
+	fmt.Fprintln(progress, "restart: starting anomalyd again on the log of the load")
+	srv, err := startServer(ctx, bin, dataDir)
+	if err != nil {
+		rep.Problems = append(rep.Problems, "restart: "+err.Error())
+		return nil
+	}
+	listening := time.Since(srv.started)
+	r := &Restart{
+		Events: srv.caughtUp.position, ListeningSeconds: listening.Seconds(),
+		ReplaySeconds: srv.caughtUp.took.Seconds(),
+	}
+	ready, err := srv.waitReady(ctx)
+	if err != nil {
+		rep.Problems = append(rep.Problems, "restart: "+err.Error())
+	} else {
+		r.ReadySeconds = ready.Sub(srv.started).Seconds()
+	}
+	fmt.Fprintf(progress, "restart: listening after %.2f s, ready after %.2f s, %d events in the log\n",
+		r.ListeningSeconds, r.ReadySeconds, r.Events)
+	if err := srv.stop(serverStopGrace); err != nil {
+		rep.Problems = append(rep.Problems, "restart: "+err.Error())
+	}
+	return r
 }
 
 // runLoad runs the HTTP phases against the server at rep.Target and, when

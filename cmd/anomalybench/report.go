@@ -25,6 +25,7 @@ type Report struct {
 	Phases  []*PhaseResult  `json:"phases"`
 	Effects []*EffectResult `json:"effects"`
 	Ratios  *Ratios         `json:"ratios,omitempty"`
+	Restart *Restart        `json:"restart,omitempty"`
 
 	// EffectsWatch says what may have cost the subscription effects.
 	EffectsWatch *EffectsWatch `json:"effects_watch,omitempty"`
@@ -34,6 +35,22 @@ type Report struct {
 	Problems []string `json:"problems,omitempty"`
 	// Notes say what a run left out on purpose, such as the effects.
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Restart is the start-up of anomalyd on the log a load left (--restart).
+type Restart struct {
+	// Events is the position of the log's last event when the read model
+	// had caught up: the number of events replayed, the store's positions
+	// being contiguous on JetStream.
+	Events uint64 `json:"events"`
+	// ListeningSeconds runs from the start of the process until it listens,
+	// which it does once its read model has replayed the log.
+	ListeningSeconds float64 `json:"listening_seconds"`
+	// ReplaySeconds is the server's own measure of that replay.
+	ReplaySeconds float64 `json:"replay_seconds"`
+	// ReadySeconds runs until GET /readyz answered 200: the effects
+	// publisher has folded the log too. Zero when it never did.
+	ReadySeconds float64 `json:"ready_seconds"`
 }
 
 // PhaseResult is one measured loop. Count is the operations completed, OK
@@ -206,6 +223,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Ratios != nil {
 		fmt.Fprintf(w, "\nresolve throughput / raw publish rate:         %.3f\n", r.Ratios.ResolveOverRawPublish)
 		fmt.Fprintf(w, "resolve throughput / raw read-then-write rate: %.3f\n", r.Ratios.ResolveOverRawReadWrite)
+	}
+	if rs := r.Restart; rs != nil {
+		rate := 0.0
+		if rs.ReplaySeconds > 0 {
+			rate = float64(rs.Events) / rs.ReplaySeconds
+		}
+		fmt.Fprintf(w, "\nrestart on %d events: listening after %.2f s (read model replay %.2f s, %.0f events/s), ready after %.2f s\n",
+			rs.Events, rs.ListeningSeconds, rs.ReplaySeconds, rate, rs.ReadySeconds)
 	}
 	if l := r.ServerLog; l != nil && (l.Warnings > 0 || l.Errors > 0) {
 		fmt.Fprintf(w, "\nanomalyd logged %d warnings and %d errors; the last:\n", l.Warnings, l.Errors)

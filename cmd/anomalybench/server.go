@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,14 @@ type server struct {
 	natsURL string
 	exited  chan struct{}
 	log     *serverLog
+	started time.Time
+
+	// caughtUp is what the server logged when its read model had replayed
+	// the log at start-up, set before it listens.
+	caughtUp struct {
+		position uint64
+		took     time.Duration
+	}
 }
 
 // serverLog counts the warnings and errors the server logs while it is loaded
@@ -107,15 +116,23 @@ func startServer(ctx context.Context, bin, dataDir string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	s := &server{cmd: cmd, exited: make(chan struct{}), log: &serverLog{}}
+	s := &server{cmd: cmd, exited: make(chan struct{}), log: &serverLog{}, started: time.Now()}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			var line struct{ Level, Msg, Addr, NATS string }
+			var line struct {
+				Level, Msg, Addr, NATS string
+				Position               uint64
+				Took                   time.Duration // slog's JSON writes nanoseconds
+			}
 			if json.Unmarshal(sc.Bytes(), &line) != nil {
 				continue
+			}
+			if line.Msg == "read model caught up" && s.base == "" {
+				s.caughtUp.position = line.Position
+				s.caughtUp.took = line.Took
 			}
 			if line.Msg == "anomalyd listening" && s.base == "" {
 				s.base, s.natsURL = line.Addr, line.NATS
@@ -134,6 +151,31 @@ func startServer(ctx context.Context, bin, dataDir string) (*server, error) {
 	case <-ctx.Done():
 		s.stop(time.Second)
 		return nil, fmt.Errorf("anomalyd did not start: %w", ctx.Err())
+	}
+}
+
+// waitReady polls GET /readyz until it answers 200 and returns when it did.
+func (s *server) waitReady(ctx context.Context) (time.Time, error) {
+	client := &http.Client{Timeout: time.Second}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/readyz", nil)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if resp, err := client.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Now(), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("not ready: %w", ctx.Err())
+		case <-s.exited:
+			return time.Time{}, fmt.Errorf("anomalyd exited before it was ready: %v", s.cmd.ProcessState)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
