@@ -13,30 +13,58 @@ import (
 // events of all its anomalies and its own manual decisions.
 type Agents struct {
 	mu     sync.RWMutex
-	agents map[agentKey]*domain.AgentContainment
+	agents agentFold
 }
 
 // NewAgents returns an empty agent read model.
 func NewAgents() *Agents {
-	return &Agents{agents: make(map[agentKey]*domain.AgentContainment)}
+	return &Agents{agents: make(agentFold)}
 }
 
 // Apply folds one event that concerns an agent; others are ignored. It returns
 // an INTERNAL_ERROR *domain.Error for an event that does not decode.
 func (m *Agents) Apply(_ context.Context, r eventstore.Recorded) error {
-	agent, ok := domain.AgentOf(r.Event)
-	if !ok {
-		return nil
-	}
-	key := agentKey{r.TenantID, agent}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := m.agents[key]
+	_, _, _, err := m.agents.apply(r)
+	return err
+}
+
+// agentFold is every agent's containment, by tenant and agent.
+type agentFold map[agentKey]*domain.AgentContainment
+
+// apply folds r into the containment of the agent it concerns and returns the
+// agent and its status before and after: equal when r changes nothing or
+// concerns no agent.
+func (f agentFold) apply(r eventstore.Recorded) (agent uuid.UUID, before, after domain.Containment, err error) {
+	agent, ok := domain.AgentOf(r.Event)
+	if !ok {
+		return uuid.Nil, 0, 0, nil
+	}
+	key := agentKey{r.TenantID, agent}
+	c := f[key]
 	if c == nil {
 		c = &domain.AgentContainment{}
-		m.agents[key] = c
+		f[key] = c
 	}
-	return c.Apply(r.Event)
+	before = c.Status()
+	if err := c.Apply(r.Event); err != nil {
+		return uuid.Nil, 0, 0, err
+	}
+	return agent, before, c.Status(), nil
+}
+
+// clone returns a copy of f that shares nothing with it. The copies are
+// allocated together: a clone of a few hundred thousand agents is one
+// allocation, not as many.
+func (f agentFold) clone() agentFold {
+	out := make(agentFold, len(f))
+	slab := make([]domain.AgentContainment, 0, len(f))
+	for k, c := range f {
+		slab = append(slab, c.Clone())
+		out[k] = &slab[len(slab)-1]
+	}
+	return out
 }
 
 // Get returns a copy of the agent's containment in tenant; false when no event
@@ -49,6 +77,51 @@ func (m *Agents) Get(tenant string, agent uuid.UUID) (domain.AgentContainment, b
 		return domain.AgentContainment{}, false
 	}
 	return c.Clone(), true
+}
+
+// AgentsWithEffects is the agent read model feeding the effects publisher
+// from its own fold, for the replay at start-up: each event is read, decoded
+// and folded once for both. Detach then gives the publisher a copy of the
+// agents to go on with, on its own runner (Runner.StartAfter), so that a
+// publisher slowed by its sink never holds the read model back.
+type AgentsWithEffects struct {
+	Agents  *Agents
+	Effects *Effects
+
+	mu       sync.Mutex
+	pos      uint64
+	detached bool
+}
+
+// Apply folds r into the agents and, until Detach, passes the change it makes
+// to an agent's status to the effects publisher (see Effects.Apply).
+func (a *AgentsWithEffects) Apply(ctx context.Context, r eventstore.Recorded) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Agents.mu.Lock()
+	agent, before, after, err := a.Agents.agents.apply(r)
+	a.Agents.mu.Unlock()
+	if err != nil || a.detached {
+		return err
+	}
+	if err := a.Effects.publishChange(ctx, r, agent, before, after); err != nil {
+		return err
+	}
+	a.pos = r.Position
+	return nil
+}
+
+// Detach stops feeding the effects publisher, hands it a copy of every
+// agent's containment, and returns the position of the last event it was fed:
+// its own runner starts after it.
+func (a *AgentsWithEffects) Detach() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.detached = true
+	a.Agents.mu.RLock()
+	a.Effects.agents = a.Agents.agents.clone()
+	a.Agents.mu.RUnlock()
+	return a.pos
 }
 
 // LiveAgents reads the agent read model once it holds every event that the

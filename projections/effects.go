@@ -102,7 +102,7 @@ type agentKey struct {
 type Effects struct {
 	sink   EffectSink
 	logger *slog.Logger
-	agents map[agentKey]*domain.AgentContainment
+	agents agentFold
 	loaded bool
 	queue  chan Effect // from Apply to the publisher, in order
 	notify func(pos uint64)
@@ -134,7 +134,7 @@ const (
 // NewEffects returns an effects publisher that publishes to sink.
 func NewEffects(sink EffectSink, logger *slog.Logger) *Effects {
 	return &Effects{
-		sink: sink, logger: logger, agents: make(map[agentKey]*domain.AgentContainment),
+		sink: sink, logger: logger, agents: make(agentFold),
 		queue: make(chan Effect, MaxPending), notify: func(uint64) {}, ackTimeout: defaultAckTimeout,
 	}
 }
@@ -150,6 +150,17 @@ func (p *Effects) OnSettled(fn func(pos uint64)) { p.notify = fn }
 // fold, and the sink's error when the last stored effect cannot be read at the
 // start.
 func (p *Effects) Apply(ctx context.Context, r eventstore.Recorded) error {
+	agent, before, after, err := p.agents.apply(r)
+	if err != nil {
+		return err
+	}
+	return p.publishChange(ctx, r, agent, before, after)
+}
+
+// publishChange queues the effect of r, which moved agent from status before
+// to after, unless the two are equal or the effect is stored already; it
+// starts the publisher on the first call. See Apply.
+func (p *Effects) publishChange(ctx context.Context, r eventstore.Recorded, agent uuid.UUID, before, after domain.Containment) error {
 	if !p.loaded {
 		seq, last, err := p.sink.Last(ctx)
 		if err != nil {
@@ -158,12 +169,9 @@ func (p *Effects) Apply(ctx context.Context, r eventstore.Recorded) error {
 		p.resume, p.loaded = last, true
 		go p.publish(ctx, seq)
 	}
-	agent, before, after, err := p.fold(r)
-	if err != nil {
-		return err
-	}
 	var e Effect
 	if before != after && !p.stored(r.Position) {
+		var err error
 		if e, err = newEffect(r, agent, before, after); err != nil {
 			return err
 		}
@@ -185,26 +193,6 @@ func (p *Effects) Apply(ctx context.Context, r eventstore.Recorded) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// fold applies r to its agent's containment and returns the agent and its
-// status before and after: equal when r changes nothing, or concerns no agent.
-func (p *Effects) fold(r eventstore.Recorded) (agent uuid.UUID, before, after domain.Containment, err error) {
-	agent, ok := domain.AgentOf(r.Event)
-	if !ok {
-		return uuid.Nil, 0, 0, nil
-	}
-	key := agentKey{r.TenantID, agent}
-	c := p.agents[key]
-	if c == nil {
-		c = &domain.AgentContainment{}
-		p.agents[key] = c
-	}
-	before = c.Status()
-	if err := c.Apply(r.Event); err != nil {
-		return uuid.Nil, 0, 0, err
-	}
-	return agent, before, c.Status(), nil
 }
 
 // settledLocked returns the position up to which every event's effect is

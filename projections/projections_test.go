@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -530,5 +531,69 @@ func TestAnomaliesReadModelIsPerTenant(t *testing.T) {
 	}
 	if again, _ := m.Get("acme", id); again.Version != 2 {
 		t.Fatalf("a refused event changed the model: %+v", again)
+	}
+}
+
+// The effects publisher fed by the read model's fold at start-up, then
+// detached onto its own runner, publishes what a publisher on its own would:
+// each effect once, in order, whenever the detach happens; and the agent read
+// model is the same as without it.
+func TestAgentsWithEffectsThenOwnRunner(t *testing.T) {
+	recs, want := agentHistory(t, 10, 3) // 60 events, 60 effects
+	for _, detachAt := range []int{0, 1, 25, 59, 60} {
+		store := newStore(t)
+		appendAll := func(rs []eventstore.Recorded) uint64 {
+			var last uint64
+			for _, r := range rs {
+				got, err := store.Append(t.Context(), r.Version-1, r.Event)
+				if err != nil {
+					t.Fatal(err)
+				}
+				last = got.Position
+			}
+			return last
+		}
+		appendAll(recs[:detachAt])
+		ctx, cancel := context.WithCancel(t.Context())
+		sink := &memorySink{}
+		agents, effects := projections.NewAgents(), projections.NewEffects(sink, quiet)
+		startup := &projections.AgentsWithEffects{Agents: agents, Effects: effects}
+		readModel := projections.NewRunner("read_model", store, startup, quiet)
+		own := projections.NewRunner("effects", store, effects, quiet)
+		go func() { _ = readModel.Run(ctx) }()
+		wctx, wcancel := context.WithTimeout(t.Context(), 20*time.Second)
+		if err := readModel.CatchUp(wctx); err != nil {
+			t.Fatal(err)
+		}
+		own.StartAfter(startup.Detach())
+		go func() { _ = own.Run(ctx) }()
+		appendAll(recs[detachAt:])
+		last, err := store.Head(wctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := own.WaitFor(wctx, last); err != nil {
+			t.Fatalf("detach at %d: %v", detachAt, err)
+		}
+		if err := readModel.WaitFor(wctx, last); err != nil {
+			t.Fatal(err)
+		}
+		checkOnceInOrder(t, sink.effects(), want)
+		alone := projections.NewAgents()
+		for _, r := range recs {
+			if err := alone.Apply(t.Context(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, r := range recs {
+			agent, _ := domain.AgentOf(r.Event)
+			a, _ := agents.Get("acme", agent)
+			b, _ := alone.Get("acme", agent)
+			if !reflect.DeepEqual(a, b) {
+				t.Fatalf("detach at %d: agent %s is %+v, folded alone %+v", detachAt, agent, a, b)
+			}
+		}
+		wcancel()
+		cancel()
 	}
 }

@@ -118,6 +118,16 @@ func (e *projectorError) Error() string {
 }
 func (e *projectorError) Unwrap() error { return e.err }
 
+// StartAfter makes Run begin after the event at pos instead of at the first
+// event, for a projector that was fed up to pos otherwise (see
+// AgentsWithEffects). It must be called before Run.
+func (r *Runner) StartAfter(pos uint64) {
+	r.folded = pos
+	if !r.settle {
+		r.advance(pos)
+	}
+}
+
 // Name returns the name the runner was built with.
 func (r *Runner) Name() string { return r.name }
 
