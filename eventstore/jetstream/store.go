@@ -128,9 +128,11 @@ func (s *Store) Append(ctx context.Context, expected uint64, ev domain.Event) (e
 	}
 
 	// A cached head can only be behind the server, never ahead: an expected
-	// version below it is stale for sure, one above it needs a lookup.
-	known, fresh := s.cached(subj)
-	fresh = !fresh || expected > known.version
+	// version below it is stale for sure, one above it needs a lookup. A new
+	// stream (expected 0) needs none: the server refuses the publish if the
+	// subject has a message after all, and conflict looks then.
+	known, cached := s.cached(subj)
+	fresh := !cached && expected > 0 || expected > known.version
 	if fresh {
 		if known, err = s.lookup(ctx, subj); err != nil {
 			return eventstore.Recorded{}, err

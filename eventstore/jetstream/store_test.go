@@ -225,3 +225,34 @@ func event(stream domain.StreamID, version uint64) domain.Event {
 		Data: json.RawMessage(`{}`),
 	}
 }
+
+// A store that has not seen a stream (another instance, or a restart) appends
+// a new stream's first event without asking the server first: the server
+// refuses the publish when the stream exists, and the store then tells a
+// retry of the stored event from a conflicting one.
+func TestStoreWithoutCacheFirstAppendToAnExistingStream(t *testing.T) {
+	ctx := t.Context()
+	s := startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true})
+	nc := connectInProcess(t, s)
+	writer := openStore(t, nc)
+	stream := domain.AnomalyStream("acme", uuid.New())
+	first := event(stream, 1)
+	stored, err := writer.Append(ctx, 0, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	other := openStore(t, nc)
+	_, err = other.Append(ctx, 0, event(stream, 1))
+	var ce *domain.ConcurrencyError
+	if !errors.As(err, &ce) || ce.Actual != 1 {
+		t.Fatalf("another first event of an existing stream: err = %v, want a concurrency error at version 1", err)
+	}
+	retried, err := openStore(t, nc).Append(ctx, 0, first)
+	if err != nil || retried.Position != stored.Position {
+		t.Fatalf("retry of the stored first event = %d, %v; want position %d", retried.Position, err, stored.Position)
+	}
+	if _, err := other.Append(ctx, 1, event(stream, 2)); err != nil {
+		t.Fatalf("append after the conflict taught the store the head: %v", err)
+	}
+}
