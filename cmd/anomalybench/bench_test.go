@@ -57,7 +57,7 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 			if len(rep.Problems) > 0 || len(rep.Notes) > 0 {
 				t.Errorf("problems: %v, notes: %v", rep.Problems, rep.Notes)
 			}
-			for _, name := range []string{"report", "resolve", "raw-publish", "raw-read-write"} {
+			for _, name := range []string{"report", "resolve", "raw-publish", "raw-read-write", "in-process-report", "in-process-resolve"} {
 				p := rep.Phase(name)
 				if p == nil {
 					t.Errorf("no %s phase in the report", name)
@@ -85,7 +85,8 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 			if w := rep.EffectsWatch; w == nil || w.Duplicates != 0 || w.Dropped != 0 || w.Undecoded != 0 || w.Error != "" {
 				t.Errorf("effects subscription: %+v", w)
 			}
-			if rep.Ratios == nil || rep.Ratios.ResolveOverRawPublish <= 0 || rep.Ratios.ResolveOverRawReadWrite <= 0 {
+			if r := rep.Ratios; r == nil || r.ResolveOverRawPublish <= 0 || r.ResolveOverRawReadWrite <= 0 ||
+				r.InProcessReportOverRawPublish <= 0 || r.InProcessResolveOverRawPublish <= 0 || r.InProcessResolveOverRawReadWrite <= 0 {
 				t.Errorf("ratios: %+v", rep.Ratios)
 			}
 			if !rep.Clean() {

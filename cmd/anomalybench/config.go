@@ -65,6 +65,10 @@ fresh temporary data directory with loopback ports and no rate limit. It then:
                   last subject sequence 0 and a Nats-Msg-Id, as a report appends
   raw-read-write  reads each subject's last message and publishes after it with
                   its sequence expected, as a resolve loads and appends
+  in-process-report, in-process-resolve
+                  reports and resolves --anomalies anomalies with anomalyd's
+                  command service in this process, without HTTP, on the same
+                  server and store settings as the raw phases
   restart         with --restart: stops anomalyd and starts it again on the log
                   the load left, and times the start until the API listens
                   (the read model has replayed the log) and until /readyz

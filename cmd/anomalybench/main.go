@@ -137,6 +137,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 				ResolveOverRawReadWrite: resolve.Throughput / rw.Throughput,
 			}
 		}
+		inReport, inResolve := rep.Phase("in-process-report"), rep.Phase("in-process-resolve")
+		if pub != nil && rw != nil && inReport != nil && inResolve != nil && pub.Throughput > 0 && rw.Throughput > 0 {
+			if rep.Ratios == nil {
+				rep.Ratios = &Ratios{}
+			}
+			rep.Ratios.InProcessReportOverRawPublish = inReport.Throughput / pub.Throughput
+			rep.Ratios.InProcessResolveOverRawPublish = inResolve.Throughput / pub.Throughput
+			rep.Ratios.InProcessResolveOverRawReadWrite = inResolve.Throughput / rw.Throughput
+		}
 	}
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):

@@ -9,21 +9,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/anomalyd/anomalyd/app"
+	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 )
 
-// Names of the raw ceiling's stream, apart from anomalyd's own.
+// Names of the raw ceiling's streams, apart from anomalyd's own.
 const (
-	rawStream  = "ANOMALYBENCH_RAW"
-	rawSubject = "anomalybench.raw"
+	rawStream     = "ANOMALYBENCH_RAW"
+	rawSubject    = "anomalybench.raw"
+	inprocStream  = "ANOMALYBENCH_INPROC"
+	inprocSubject = "anomalybench.inproc"
 )
 
 // rawCeiling measures what JetStream alone gives with the store's settings:
 // the appends of a report (publish to a new subject, expected last subject
-// sequence 0) and the read-then-append of a resolve. With natsURL it uses that
+// sequence 0) and the read-then-append of a resolve; and then, on the same
+// server, anomalyd's own command service in this process (inProcess). With natsURL it uses that
 // server's JetStream and deletes its stream afterwards; without, an embedded
 // server on a temporary directory, with anomalyd's embedded defaults (file
 // storage, periodic fsync) and an in-process connection, as anomalyd has.
@@ -59,8 +64,10 @@ func rawCeiling(ctx context.Context, cfg Config, natsURL string, progress io.Wri
 	defer cancel()
 	// A stream left by a run that was killed would make every expected
 	// sequence wrong; it holds nothing but benchmark messages.
-	if err := js.DeleteStream(setup, rawStream); err != nil && !errors.Is(err, njs.ErrStreamNotFound) {
-		return nil, fmt.Errorf("raw: delete old stream %s: %w", rawStream, err)
+	for _, name := range []string{rawStream, inprocStream} {
+		if err := js.DeleteStream(setup, name); err != nil && !errors.Is(err, njs.ErrStreamNotFound) {
+			return nil, fmt.Errorf("raw: delete old stream %s: %w", name, err)
+		}
 	}
 	// The settings of anomalyd's events stream (eventstore/jetstream.New).
 	stream, err := js.CreateStream(setup, njs.StreamConfig{
@@ -114,7 +121,77 @@ func rawCeiling(ctx context.Context, cfg Config, natsURL string, progress io.Wri
 		}
 		return publish(ctx, subjects[i], "2", last.Sequence)
 	})
-	return append(results, rw.result()), nil
+	results = append(results, rw.result())
+	if ctx.Err() != nil {
+		return results, nil
+	}
+	inproc, err := inProcess(ctx, cfg, js, progress)
+	return append(results, inproc...), err
+}
+
+// inProcess measures anomalyd's command service without HTTP: reports and
+// then resolves of cfg.Anomalies anomalies by cfg.Clients goroutines, through
+// the JetStream event store on a stream of its own (deleted afterwards), as
+// the server runs them after authentication and decoding. The store's
+// settings are the raw phases', so the rates compare like for like.
+func inProcess(ctx context.Context, cfg Config, js njs.JetStream, progress io.Writer) ([]*PhaseResult, error) {
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	store, err := jetstream.New(setup, js, jetstream.Config{Stream: inprocStream, SubjectPrefix: inprocSubject})
+	if err != nil {
+		return nil, fmt.Errorf("in-process: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		js.DeleteStream(dctx, inprocStream)
+	}()
+	svc := app.NewService(store)
+	principals := make([]domain.Principal, cfg.Tenants)
+	for i := range principals {
+		principals[i] = domain.Principal{Tenant: fmt.Sprintf("bench-%d", i), Scopes: domain.AllScopes,
+			Actor: domain.Actor{ID: "anomalybench", Kind: domain.ActorAPIKey}}
+	}
+	agents := make([]uuid.UUID, cfg.agents())
+	for i := range agents {
+		agents[i] = uuid.New()
+	}
+	ids := make([]uuid.UUID, cfg.Anomalies)
+	command := func(ctx context.Context, run func(context.Context) error) (string, string) {
+		ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		defer cancel()
+		if err := run(ctx); err != nil {
+			return "command: " + string(domain.ErrorCode(err)), err.Error()
+		}
+		return "", ""
+	}
+
+	report := newPhase("in-process-report", cfg.Anomalies, cfg.Clients, 0)
+	report.run(ctx, progress, func(ctx context.Context, i int) (string, string) {
+		return command(ctx, func(ctx context.Context) error {
+			res, err := svc.Report(ctx, principals[i%len(principals)], domain.ReportAnomaly{
+				AgentID: agents[i%len(agents)], AnomalyType: "rate_spike", Severity: domain.SeverityHigh,
+			})
+			ids[i] = res.Anomaly.ID
+			return err
+		})
+	})
+	results := []*PhaseResult{report.result()}
+	if ctx.Err() != nil {
+		return results, nil
+	}
+	resolve := newPhase("in-process-resolve", cfg.Anomalies, cfg.Clients, 0)
+	resolve.run(ctx, progress, func(ctx context.Context, i int) (string, string) {
+		if !report.ok[i] {
+			return "no anomaly to resolve", "its report failed"
+		}
+		return command(ctx, func(ctx context.Context) error {
+			_, err := svc.Resolve(ctx, principals[i%len(principals)], ids[i],
+				domain.ResolveAnomaly{Resolution: domain.ResolutionFalsePositive})
+			return err
+		})
+	})
+	return append(results, resolve.result()), nil
 }
 
 // natsKind names a JetStream error by its cause.

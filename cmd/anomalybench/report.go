@@ -111,6 +111,12 @@ type EffectsWatch struct {
 type Ratios struct {
 	ResolveOverRawPublish   float64 `json:"resolve_over_raw_publish"`
 	ResolveOverRawReadWrite float64 `json:"resolve_over_raw_read_write"`
+	// The command service in process, without HTTP, on the same server as
+	// the raw phases: a report is one expected-sequence publish, a resolve a
+	// read and one.
+	InProcessReportOverRawPublish    float64 `json:"in_process_report_over_raw_publish"`
+	InProcessResolveOverRawPublish   float64 `json:"in_process_resolve_over_raw_publish"`
+	InProcessResolveOverRawReadWrite float64 `json:"in_process_resolve_over_raw_read_write"`
 }
 
 // ServerLog counts the warnings and errors of a started anomalyd.
@@ -223,6 +229,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Ratios != nil {
 		fmt.Fprintf(w, "\nresolve throughput / raw publish rate:         %.3f\n", r.Ratios.ResolveOverRawPublish)
 		fmt.Fprintf(w, "resolve throughput / raw read-then-write rate: %.3f\n", r.Ratios.ResolveOverRawReadWrite)
+		if r.Ratios.InProcessResolveOverRawPublish > 0 {
+			fmt.Fprintf(w, "in-process report / raw publish rate:          %.3f\n", r.Ratios.InProcessReportOverRawPublish)
+			fmt.Fprintf(w, "in-process resolve / raw publish rate:         %.3f\n", r.Ratios.InProcessResolveOverRawPublish)
+			fmt.Fprintf(w, "in-process resolve / raw read-then-write rate: %.3f\n", r.Ratios.InProcessResolveOverRawReadWrite)
+		}
 	}
 	if rs := r.Restart; rs != nil {
 		rate := 0.0
