@@ -80,24 +80,31 @@ func (m *Agents) Get(tenant string, agent uuid.UUID) (domain.AgentContainment, b
 }
 
 // AgentsWithEffects is the agent read model feeding the effects publisher
-// from its own fold, for the replay at start-up: each event is read, decoded
-// and folded once for both. Detach then gives the publisher a copy of the
-// agents to go on with, on its own runner (Runner.StartAfter), so that a
-// publisher slowed by its sink never holds the read model back.
+// from its own fold: each event is read, decoded and folded once for both, at
+// start-up and live. The publisher must never hold the read model back, so
+// when its queue is full (its sink is slow or away) AgentsWithEffects detaches
+// it: the publisher gets a copy of the agents, and OnDetach the position of the
+// last event it was fed, to go on with its own runner from there
+// (Runner.StartAfter).
 type AgentsWithEffects struct {
-	Agents  *Agents
-	Effects *Effects
+	Agents   *Agents
+	Effects  *Effects
+	OnDetach func(pos uint64) // called once, from Apply or Detach; it must not block
 
 	mu       sync.Mutex
 	pos      uint64
 	detached bool
 }
 
-// Apply folds r into the agents and, until Detach, passes the change it makes
-// to an agent's status to the effects publisher (see Effects.Apply).
+// Apply folds r into the agents and, until the publisher is detached, passes
+// the change r makes to an agent's status to the effects publisher (see
+// Effects.Apply).
 func (a *AgentsWithEffects) Apply(ctx context.Context, r eventstore.Recorded) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !a.detached && a.Effects.full() {
+		a.detach()
+	}
 	a.Agents.mu.Lock()
 	agent, before, after, err := a.Agents.agents.apply(r)
 	a.Agents.mu.Unlock()
@@ -111,17 +118,25 @@ func (a *AgentsWithEffects) Apply(ctx context.Context, r eventstore.Recorded) er
 	return nil
 }
 
-// Detach stops feeding the effects publisher, hands it a copy of every
-// agent's containment, and returns the position of the last event it was fed:
-// its own runner starts after it.
-func (a *AgentsWithEffects) Detach() uint64 {
+// Detach detaches the effects publisher now, as a full queue would.
+func (a *AgentsWithEffects) Detach() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !a.detached {
+		a.detach()
+	}
+}
+
+// detach hands the publisher a copy of every agent's containment, as of the
+// last event it was fed, and tells OnDetach. a.mu is held.
+func (a *AgentsWithEffects) detach() {
 	a.detached = true
 	a.Agents.mu.RLock()
 	a.Effects.agents = a.Agents.agents.clone()
 	a.Agents.mu.RUnlock()
-	return a.pos
+	if a.OnDetach != nil {
+		a.OnDetach(a.pos)
+	}
 }
 
 // LiveAgents reads the agent read model once it holds every event that the

@@ -98,7 +98,7 @@ type agentKey struct {
 // the checkpoint: events at or before its cause were published by an earlier
 // run (or by another instance) and are folded but not published again. A
 // failed send is retried from the sink's last stored effect, with backoff, in
-// the background; Apply waits only when MaxPending effects are unacknowledged.
+// the background; Apply waits only when MaxPending effects wait in its queue.
 type Effects struct {
 	sink   EffectSink
 	logger *slog.Logger
@@ -145,7 +145,7 @@ func (p *Effects) OnSettled(fn func(pos uint64)) { p.notify = fn }
 
 // Apply folds one event and queues the effect it causes, if any, for the
 // publisher, which the first call starts and which runs until ctx ends. It
-// waits while MaxPending effects are unacknowledged, and returns ctx's error if
+// waits while MaxPending effects wait in its queue, and returns ctx's error if
 // ctx ends first, an INTERNAL_ERROR *domain.Error for an event that does not
 // fold, and the sink's error when the last stored effect cannot be read at the
 // start.
@@ -194,6 +194,10 @@ func (p *Effects) publishChange(ctx context.Context, r eventstore.Recorded, agen
 		return ctx.Err()
 	}
 }
+
+// full reports whether the queue of effects is full: the next effect would
+// make Apply wait.
+func (p *Effects) full() bool { return len(p.queue) == cap(p.queue) }
 
 // settledLocked returns the position up to which every event's effect is
 // stored. p.mu is held.
@@ -282,7 +286,7 @@ func (p *Effects) publish(ctx context.Context, after uint64) {
 			}
 		}
 		queue := p.queue
-		if len(waiting)+len(inflight) >= MaxPending {
+		if len(waiting)+len(inflight) >= cap(p.queue) {
 			queue = nil
 		}
 		var err error

@@ -534,40 +534,42 @@ func TestAnomaliesReadModelIsPerTenant(t *testing.T) {
 	}
 }
 
-// The effects publisher fed by the read model's fold at start-up, then
-// detached onto its own runner, publishes what a publisher on its own would:
-// each effect once, in order, whenever the detach happens; and the agent read
-// model is the same as without it.
+// The effects publisher fed by the read model's fold, then detached onto its
+// own runner, publishes what a publisher on its own would: each effect once,
+// in order, whenever the detach happens; and the agent read model is the same
+// as without it.
 func TestAgentsWithEffectsThenOwnRunner(t *testing.T) {
-	recs, want := agentHistory(t, 10, 3) // 60 events, 60 effects
-	for _, detachAt := range []int{0, 1, 25, 59, 60} {
+	recs, want := agentHistory(t, 10, 3)                   // 60 events, 60 effects
+	for _, detachAt := range []int{0, 1, 25, 59, 60, -1} { // -1: never
 		store := newStore(t)
-		appendAll := func(rs []eventstore.Recorded) uint64 {
-			var last uint64
+		appendAll := func(rs []eventstore.Recorded) {
 			for _, r := range rs {
-				got, err := store.Append(t.Context(), r.Version-1, r.Event)
-				if err != nil {
+				if _, err := store.Append(t.Context(), r.Version-1, r.Event); err != nil {
 					t.Fatal(err)
 				}
-				last = got.Position
 			}
-			return last
 		}
-		appendAll(recs[:detachAt])
 		ctx, cancel := context.WithCancel(t.Context())
 		sink := &memorySink{}
 		agents, effects := projections.NewAgents(), projections.NewEffects(sink, quiet)
-		startup := &projections.AgentsWithEffects{Agents: agents, Effects: effects}
-		readModel := projections.NewRunner("read_model", store, startup, quiet)
 		own := projections.NewRunner("effects", store, effects, quiet)
+		both := &projections.AgentsWithEffects{Agents: agents, Effects: effects, OnDetach: func(pos uint64) {
+			own.StartAfter(pos)
+			go func() { _ = own.Run(ctx) }()
+		}}
+		readModel := projections.NewRunner("read_model", store, both, quiet)
 		go func() { _ = readModel.Run(ctx) }()
 		wctx, wcancel := context.WithTimeout(t.Context(), 20*time.Second)
-		if err := readModel.CatchUp(wctx); err != nil {
-			t.Fatal(err)
+		if detachAt >= 0 {
+			appendAll(recs[:detachAt])
+			if err := readModel.CatchUp(wctx); err != nil {
+				t.Fatal(err)
+			}
+			both.Detach()
+			appendAll(recs[detachAt:])
+		} else {
+			appendAll(recs)
 		}
-		own.StartAfter(startup.Detach())
-		go func() { _ = own.Run(ctx) }()
-		appendAll(recs[detachAt:])
 		last, err := store.Head(wctx)
 		if err != nil {
 			t.Fatal(err)
@@ -579,21 +581,77 @@ func TestAgentsWithEffectsThenOwnRunner(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkOnceInOrder(t, sink.effects(), want)
-		alone := projections.NewAgents()
-		for _, r := range recs {
-			if err := alone.Apply(t.Context(), r); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, r := range recs {
-			agent, _ := domain.AgentOf(r.Event)
-			a, _ := agents.Get("acme", agent)
-			b, _ := alone.Get("acme", agent)
-			if !reflect.DeepEqual(a, b) {
-				t.Fatalf("detach at %d: agent %s is %+v, folded alone %+v", detachAt, agent, a, b)
-			}
-		}
+		checkAgents(t, agents, recs)
 		wcancel()
 		cancel()
+	}
+}
+
+// A publisher whose sink does not answer fills its queue; the read model then
+// goes on without it, and the publisher catches up on its own runner once the
+// sink answers again.
+func TestAgentsWithEffectsDetachWhenThePublisherFallsBehind(t *testing.T) {
+	recs, want := agentHistory(t, 10, 3)
+	store := newStore(t)
+	for _, r := range recs {
+		if _, err := store.Append(t.Context(), r.Version-1, r.Event); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	sink := &memorySink{hold: make(chan struct{})}
+	agents, effects := projections.NewAgents(), projections.NewEffects(sink, quiet)
+	effects.SetMaxPending(4)
+	own := projections.NewRunner("effects", store, effects, quiet)
+	detached := make(chan uint64, 1)
+	both := &projections.AgentsWithEffects{Agents: agents, Effects: effects, OnDetach: func(pos uint64) {
+		detached <- pos
+		own.StartAfter(pos)
+		go func() { _ = own.Run(ctx) }()
+	}}
+	readModel := projections.NewRunner("read_model", store, both, quiet)
+	go func() { _ = readModel.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer wcancel()
+	if err := readModel.CatchUp(wctx); err != nil {
+		t.Fatalf("the read model waited for the effects publisher: %v", err)
+	}
+	select {
+	case pos := <-detached:
+		if pos == 0 || pos >= uint64(len(recs)) {
+			t.Fatalf("detached after position %d, want some effects fed first and not all", pos)
+		}
+	default:
+		t.Fatal("the read model caught up without detaching a publisher that does not keep up")
+	}
+	checkAgents(t, agents, recs)
+	close(sink.hold)
+	last, err := store.Head(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := own.WaitFor(wctx, last); err != nil {
+		t.Fatal(err)
+	}
+	checkOnceInOrder(t, sink.effects(), want)
+}
+
+// checkAgents compares the agent read model with a fold of recs alone.
+func checkAgents(t *testing.T, agents *projections.Agents, recs []eventstore.Recorded) {
+	t.Helper()
+	alone := projections.NewAgents()
+	for _, r := range recs {
+		if err := alone.Apply(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range recs {
+		agent, _ := domain.AgentOf(r.Event)
+		a, _ := agents.Get("acme", agent)
+		b, _ := alone.Get("acme", agent)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("agent %s is %+v, folded alone %+v", agent, a, b)
+		}
 	}
 }

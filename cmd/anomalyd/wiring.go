@@ -111,13 +111,13 @@ func (m *Main) Open(ctx context.Context) error {
 
 	anomalies, agents, policies := projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()
 	m.Anomalies = anomalies
-	// At start-up the effects publisher rides on the read model's replay
-	// (each event read, decoded and folded once for both), and goes on with
-	// its own subscription once the read model has caught up: a publisher
+	// The effects publisher rides on the read model's subscription (each
+	// event read, decoded and folded once for both), until its queue is full:
+	// then it goes on with a subscription of its own, so that a publisher
 	// slowed by its sink never holds the read model back.
 	m.effects = projections.NewEffects(m.metrics.Sink(sink), m.logger)
-	startup := &projections.AgentsWithEffects{Agents: agents, Effects: m.effects}
-	readModel := projections.NewRunner("read_model", store, projections.Multi{anomalies, startup, policies}, m.logger)
+	agentsAndEffects := &projections.AgentsWithEffects{Agents: agents, Effects: m.effects}
+	readModel := projections.NewRunner("read_model", store, projections.Multi{anomalies, agentsAndEffects, policies}, m.logger)
 	effects := projections.NewRunner("effects", store, m.effects, m.logger)
 	m.runners = []*projections.Runner{readModel, effects}
 	m.metrics.WatchProjections(rawStore, m.runners)
@@ -132,6 +132,12 @@ func (m *Main) Open(ctx context.Context) error {
 			}
 		}()
 	}
+	agentsAndEffects.OnDetach = func(pos uint64) {
+		m.logger.Warn("effects publisher falls behind the read model; it goes on with its own subscription",
+			"position", pos)
+		effects.StartAfter(pos)
+		run(effects)
+	}
 	start := time.Now()
 	run(readModel)
 	restoreGC := replayGC()
@@ -141,8 +147,6 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("read model catch-up: %w", err)
 	}
 	m.logger.Info("read model caught up", "position", readModel.Position(), "took", time.Since(start).Round(time.Millisecond))
-	effects.StartAfter(startup.Detach())
-	run(effects)
 
 	svc := app.NewService(store, app.WithPolicy(policies.Get),
 		app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents}))
