@@ -655,3 +655,68 @@ func checkAgents(t *testing.T, agents *projections.Agents, recs []eventstore.Rec
 		}
 	}
 }
+
+// gated applies one event each time it is let through.
+type gated struct{ gate chan struct{} }
+
+func (g gated) Apply(ctx context.Context, _ eventstore.Recorded) error {
+	select {
+	case <-g.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WaitFor returns once its own event is applied: not before, and not only
+// once some later one is.
+func TestWaitForReturnsWhenItsEventIsApplied(t *testing.T) {
+	store := newStore(t)
+	h := &history{t: t, tenant: "acme", agent: uuid.New()}
+	for range 5 {
+		h.report(domain.SeverityLow)
+	}
+	var positions []uint64
+	for _, e := range h.events {
+		r, err := store.Append(t.Context(), 0, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		positions = append(positions, r.Position)
+	}
+	g := gated{gate: make(chan struct{})}
+	runner := projections.NewRunner("gated", store, g, quiet)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = runner.Run(ctx) }()
+
+	returned := make([]chan error, len(positions))
+	for i, pos := range positions {
+		returned[i] = make(chan error, 1)
+		go func() { returned[i] <- runner.WaitFor(ctx, pos) }()
+	}
+	// A waiter that gives up is forgotten and does not hold the others back.
+	gaveUp, stop := context.WithCancel(ctx)
+	stop()
+	if err := runner.WaitFor(gaveUp, positions[2]); !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitFor with a cancelled context = %v", err)
+	}
+	for k := range positions {
+		g.gate <- struct{}{} // apply the event at positions[k]
+		select {
+		case err := <-returned[k]:
+			if err != nil {
+				t.Fatalf("WaitFor(%d) = %v", positions[k], err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("WaitFor(%d) did not return once its event was applied", positions[k])
+		}
+		for j := k + 1; j < len(positions); j++ {
+			select {
+			case err := <-returned[j]:
+				t.Fatalf("WaitFor(%d) returned (%v) when only %d was applied", positions[j], err, positions[k])
+			default:
+			}
+		}
+	}
+}

@@ -4,10 +4,12 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,11 +46,13 @@ type Runner struct {
 	folded uint64 // the last event Apply returned for; used by Run only
 	settle bool   // proj is a Settler: pos moves with its reports, not with Apply
 
-	mu     sync.Mutex
-	pos    uint64        // the last event applied, its work done
-	moved  chan struct{} // closed and replaced when pos advances, if anyone waits
-	failed error         // set when the projector failed; the runner has stopped
-	done   chan struct{}
+	mu  sync.Mutex
+	pos uint64 // the last event applied, its work done
+	// waiting are the WaitFor calls not yet answered, by position: an
+	// advance wakes only those it reaches, not every waiter on every event.
+	waiting []waiter
+	failed  error // set when the projector failed; the runner has stopped
+	done    chan struct{}
 }
 
 // NewRunner returns a runner that feeds proj from store.
@@ -139,51 +143,74 @@ func (r *Runner) Position() uint64 {
 	return r.pos
 }
 
+// waiter is one WaitFor call: ch is closed once the event at pos is applied
+// or the runner has failed.
+type waiter struct {
+	pos uint64
+	ch  chan struct{}
+}
+
 func (r *Runner) advance(pos uint64) {
 	r.mu.Lock()
 	r.pos = max(r.pos, pos)
-	if r.moved != nil {
-		close(r.moved)
-		r.moved = nil
+	n := 0
+	for n < len(r.waiting) && r.waiting[n].pos <= r.pos {
+		close(r.waiting[n].ch)
+		n++
 	}
+	r.waiting = r.waiting[n:]
 	r.mu.Unlock()
 }
 
 func (r *Runner) fail(err error) {
 	r.mu.Lock()
 	r.failed = err
-	if r.moved != nil {
-		close(r.moved)
-		r.moved = nil
+	for _, w := range r.waiting {
+		close(w.ch)
 	}
+	r.waiting = nil
 	r.mu.Unlock()
 }
 
 // WaitFor blocks until the event at position pos has been applied. It returns
 // ctx's error if ctx ends first and ErrStopped if the projector has failed.
 func (r *Runner) WaitFor(ctx context.Context, pos uint64) error {
-	for {
+	r.mu.Lock()
+	if r.pos >= pos {
+		r.mu.Unlock()
+		return nil
+	}
+	if r.failed != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: %s: %v", ErrStopped, r.name, r.failed)
+	}
+	w := waiter{pos: pos, ch: make(chan struct{})}
+	i, _ := slices.BinarySearchFunc(r.waiting, pos, func(w waiter, pos uint64) int { return cmp.Compare(w.pos, pos) })
+	r.waiting = slices.Insert(r.waiting, i, w)
+	r.mu.Unlock()
+	select {
+	case <-w.ch:
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		if r.pos >= pos {
-			r.mu.Unlock()
 			return nil
 		}
-		if r.failed != nil {
-			r.mu.Unlock()
-			return fmt.Errorf("%w: %s: %v", ErrStopped, r.name, r.failed)
-		}
-		if r.moved == nil {
-			r.moved = make(chan struct{})
-		}
-		ch := r.moved
-		r.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-r.done:
-			return fmt.Errorf("%w: %s", ErrStopped, r.name)
-		}
+		return fmt.Errorf("%w: %s: %v", ErrStopped, r.name, r.failed)
+	case <-ctx.Done():
+		r.forget(w)
+		return ctx.Err()
+	case <-r.done:
+		r.forget(w)
+		return fmt.Errorf("%w: %s", ErrStopped, r.name)
+	}
+}
+
+// forget removes a waiter that gave up, unless an advance took it already.
+func (r *Runner) forget(w waiter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i := slices.IndexFunc(r.waiting, func(o waiter) bool { return o.ch == w.ch }); i >= 0 {
+		r.waiting = slices.Delete(r.waiting, i, i+1)
 	}
 }
 
