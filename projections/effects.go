@@ -109,22 +109,23 @@ type Effects struct {
 	// ackTimeout bounds the wait for one acknowledgement (defaultAckTimeout).
 	ackTimeout time.Duration
 
-	mu      sync.Mutex
-	resume  uint64 // cause of the last effect known stored; later effects only are published
-	folded  uint64 // the last event Apply folded
-	pending []uint64
+	mu     sync.Mutex
+	resume uint64 // cause of the last effect known stored; later effects only are published
+	folded uint64 // the last event Apply folded
 	// pending holds the causes of the effects queued or sent and not yet
 	// acknowledged, oldest first: the settled position is just before the
 	// first of them, or the last folded event when there is none.
-	idle chan struct{} // closed and replaced when pending empties, if anyone waits
+	pending []uint64
+	idle    chan struct{} // closed and replaced when pending empties, if anyone waits
 }
 
 // Publishing limits of Effects.
 const (
 	// Window is how many effects are sent and not yet acknowledged at most.
 	Window = 256
-	// MaxPending is how many effects may wait for their acknowledgement before
-	// Apply waits too.
+	// MaxPending is the capacity of the publisher's queue: Apply waits once
+	// that many effects wait in it (the publisher holds as many more, sent or
+	// about to be).
 	MaxPending = 4096
 	// defaultAckTimeout bounds the wait for one acknowledgement; past it the
 	// send counts as failed and is retried from the last stored effect.
