@@ -29,8 +29,13 @@ func (e Event) withPayloadCache(decode DataDecoder) Event {
 	return e
 }
 
-// payloadOf returns e's data decoded as T, the payload struct of e's type. It
-// returns an INTERNAL_ERROR *Error when the data does not decode as T.
+// DataOf returns e's data decoded as T, the payload struct of e's type (such
+// as AnomalyResolved), decoded once for all the copies of an event that a store
+// returned. It returns an INTERNAL_ERROR *Error when the data does not decode
+// as T.
+func DataOf[T any](e Event) (T, error) { return payloadOf[T](e) }
+
+// payloadOf is DataOf.
 func payloadOf[T any](e Event) (T, error) {
 	c := e.payload
 	if c == nil || c.typ != e.Type || !sameBytes(c.data, e.Data) {

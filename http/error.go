@@ -1,10 +1,11 @@
 package http
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+
+	"github.com/segmentio/encoding/json"
 
 	"github.com/anomalyd/anomalyd/domain"
 )

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/google/uuid"
+	"github.com/segmentio/encoding/json"
 )
 
 // effectNamespace derives an effect's id from the id of the event that caused it,
@@ -380,9 +380,9 @@ func newEffect(r eventstore.Recorded, agent uuid.UUID, before, after domain.Cont
 		}
 	}
 	if r.Type == domain.EventAnomalyResolved {
-		var d domain.AnomalyResolved
-		if err := json.Unmarshal(r.Data, &d); err != nil {
-			return Effect{}, domain.Errorf(domain.EINTERNAL, "decode %s: %v", r.ID, err)
+		d, err := domain.DataOf[domain.AnomalyResolved](r.Event)
+		if err != nil {
+			return Effect{}, err
 		}
 		res := string(d.Resolution)
 		data.Resolution = &res
