@@ -69,6 +69,20 @@ func (h *history) resolve(i int, r domain.Resolution) {
 	h.events = append(h.events, a.Changes()[n:]...)
 }
 
+// appendTo appends the events to store and returns their positions.
+func (h *history) appendTo(store eventstore.Store) []uint64 {
+	h.t.Helper()
+	positions := make([]uint64, 0, len(h.events))
+	for _, e := range h.events {
+		r, err := store.Append(h.t.Context(), e.Version-1, e)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		positions = append(positions, r.Position)
+	}
+	return positions
+}
+
 // recorded gives the events positions 1..n, as a store would.
 func (h *history) recorded() []eventstore.Recorded {
 	out := make([]eventstore.Recorded, len(h.events))
@@ -332,14 +346,7 @@ func TestEffectsRunnerPositionWaitsForTheAcknowledgement(t *testing.T) {
 	h := &history{t: t, tenant: "acme", agent: uuid.New()}
 	h.report(domain.SeverityHigh) // suspended
 	h.report(domain.SeverityLow)  // no change
-	var positions []uint64
-	for _, e := range h.events {
-		r, err := store.Append(t.Context(), 0, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		positions = append(positions, r.Position)
-	}
+	positions := h.appendTo(store)
 	sink := &memorySink{hold: make(chan struct{})}
 	runner := projections.NewRunner("effects", store, projections.NewEffects(sink, quiet), quiet)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -429,14 +436,8 @@ func TestRunnerResumesAfterDropWithoutLossOrRepeat(t *testing.T) {
 		h.report(domain.SeverityLow)
 	}
 	ctx := context.Background()
-	var last uint64
-	for _, e := range h.events {
-		r, err := store.Append(ctx, 0, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = r.Position
-	}
+	positions := h.appendTo(store)
+	last := positions[len(positions)-1]
 	rec := &recorder{}
 	runner := projections.NewRunner("test", flakyStore{Store: store, every: 3}, rec, quiet)
 	runCtx, cancel := context.WithCancel(ctx)
@@ -476,14 +477,7 @@ func TestRunnerStopsWhenProjectorFails(t *testing.T) {
 	h.report(domain.SeverityLow)
 	h.report(domain.SeverityLow)
 	ctx := context.Background()
-	var positions []uint64
-	for _, e := range h.events {
-		r, err := store.Append(ctx, 0, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		positions = append(positions, r.Position)
-	}
+	positions := h.appendTo(store)
 	runner := projections.NewRunner("test", store, failing{at: positions[1]}, quiet)
 	errc := make(chan error, 1)
 	go func() { errc <- runner.Run(ctx) }()
@@ -676,14 +670,7 @@ func TestWaitForReturnsWhenItsEventIsApplied(t *testing.T) {
 	for range 5 {
 		h.report(domain.SeverityLow)
 	}
-	var positions []uint64
-	for _, e := range h.events {
-		r, err := store.Append(t.Context(), 0, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		positions = append(positions, r.Position)
-	}
+	positions := h.appendTo(store)
 	g := gated{gate: make(chan struct{})}
 	runner := projections.NewRunner("gated", store, g, quiet)
 	ctx, cancel := context.WithCancel(t.Context())
