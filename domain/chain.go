@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash"
 	"strconv"
 	"time"
 )
@@ -32,31 +31,47 @@ const (
 // alteration of the stored bytes pass.
 func HashEvent(e Event) string {
 	schema, payload := e.asStored()
-	fields := []string{hashDomainV1, e.ID.String(), e.Type}
-	if schema != 0 {
-		fields = []string{hashDomainV2, e.ID.String(), e.Type, strconv.Itoa(schema)}
+	// The encoding is built in one buffer and hashed at once: a command hashes
+	// twice (the chain it decides on, the event it records), a replay once per
+	// event.
+	var scratch [64]byte
+	b := make([]byte, 0, 320+len(e.TenantID)+len(e.Stream.ID)+len(e.Actor.ID)+len(payload))
+	if schema == 0 {
+		b = appendField(b, hashDomainV1)
+		b = appendField(b, e.ID.String())
+		b = appendField(b, e.Type)
+	} else {
+		b = appendField(b, hashDomainV2)
+		b = appendField(b, e.ID.String())
+		b = appendField(b, e.Type)
+		b = appendField(b, strconv.AppendInt(scratch[:0], int64(schema), 10))
 	}
-	fields = append(fields, e.TenantID, e.Stream.Category, e.Stream.ID,
-		strconv.FormatUint(e.Version, 10), e.OccurredAt.UTC().Format(time.RFC3339Nano),
-		e.Actor.Kind, e.Actor.ID, e.PrevHash)
-	h := sha256.New()
-	for _, f := range fields {
-		writeField(h, []byte(f))
-	}
-	var data bytes.Buffer
-	if err := json.Compact(&data, payload); err != nil {
-		data.Reset()
+	b = appendField(b, e.TenantID)
+	b = appendField(b, e.Stream.Category)
+	b = appendField(b, e.Stream.ID)
+	b = appendField(b, strconv.AppendUint(scratch[:0], e.Version, 10))
+	b = appendField(b, e.OccurredAt.UTC().AppendFormat(scratch[:0], time.RFC3339Nano))
+	b = appendField(b, e.Actor.Kind)
+	b = appendField(b, e.Actor.ID)
+	b = appendField(b, e.PrevHash)
+	// data, compacted after its length prefix, which is filled in after
+	at := len(b)
+	b = append(b, make([]byte, 8)...)
+	data := bytes.NewBuffer(b)
+	if err := json.Compact(data, payload); err != nil {
+		data.Truncate(at + 8)
 		data.Write(payload)
 	}
-	writeField(h, data.Bytes())
-	return hex.EncodeToString(h.Sum(nil))
+	b = data.Bytes()
+	binary.BigEndian.PutUint64(b[at:], uint64(len(b)-at-8))
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
-func writeField(h hash.Hash, b []byte) {
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-	h.Write(n[:])
-	h.Write(b)
+// appendField appends f to b with its length before it.
+func appendField[T string | []byte](b []byte, f T) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(f)))
+	return append(b, f...)
 }
 
 // ChainBreak is the first link of a stream's hash chain that does not hold.
