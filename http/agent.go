@@ -94,20 +94,15 @@ func (s *Server) handleAgentRevoke(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// agentCommand runs a command on one agent (see command) and answers 200 with
+// the agent as the read model shows it afterwards.
 func (s *Server) agentCommand(w http.ResponseWriter, r *http.Request, req any, optionalBody bool,
 	run func(domain.Principal, uuid.UUID) (app.AgentResult, error)) {
-	p, id, ok := s.input(w, r, "agentId", req, optionalBody)
-	if !ok {
-		return
-	}
-	res, err := run(p, id)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.waitFor(r.Context(), res.Position)
-	c, _ := s.cfg.Agents.Get(p.Tenant, id)
-	writeJSON(w, http.StatusOK, toAgentJSON(id, c))
+	command(s, w, r, "agentId", req, optionalBody, run, func(p domain.Principal, id uuid.UUID, res app.AgentResult) any {
+		s.waitFor(r.Context(), res.Position)
+		c, _ := s.cfg.Agents.Get(p.Tenant, id)
+		return toAgentJSON(id, c)
+	})
 }
 
 // AgentRepresentation returns the agent as GET /v1/agents/{agentId} shows it.

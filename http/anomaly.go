@@ -253,12 +253,21 @@ func (s *Server) handleAnomalyDismiss(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// anomalyCommand runs the checks every command on one anomaly shares — path
-// id, body — then the command, and answers 200 with the anomaly as the read
-// model shows it afterwards. The route checked the scope.
+// anomalyCommand runs a command on one anomaly (see command) and answers 200
+// with the anomaly as the read model shows it afterwards.
 func (s *Server) anomalyCommand(w http.ResponseWriter, r *http.Request, req any, optionalBody bool,
 	run func(domain.Principal, uuid.UUID) (app.Result, error)) {
-	p, id, ok := s.input(w, r, "anomalyId", req, optionalBody)
+	command(s, w, r, "anomalyId", req, optionalBody, run, func(p domain.Principal, _ uuid.UUID, res app.Result) any {
+		return toAnomalyJSON(s.afterCommand(r.Context(), p.Tenant, res))
+	})
+}
+
+// command runs the checks every command on one resource shares — the path id
+// named param, the body — then run, and answers 200 with what respond makes of
+// its result, or the error. The route checked the scope.
+func command[R any](s *Server, w http.ResponseWriter, r *http.Request, param string, req any, optionalBody bool,
+	run func(domain.Principal, uuid.UUID) (R, error), respond func(domain.Principal, uuid.UUID, R) any) {
+	p, id, ok := s.input(w, r, param, req, optionalBody)
 	if !ok {
 		return
 	}
@@ -267,7 +276,7 @@ func (s *Server) anomalyCommand(w http.ResponseWriter, r *http.Request, req any,
 		s.Error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toAnomalyJSON(s.afterCommand(r.Context(), p.Tenant, res)))
+	writeJSON(w, http.StatusOK, respond(p, id, res))
 }
 
 // input checks, in the documented order, what a request on one resource
