@@ -98,6 +98,7 @@ func BenchmarkReplayFromStore(b *testing.B) {
 	b.ResetTimer()
 	replayed := 0
 	done := errors.New("done")
+	cpu := cpuTime()
 	for b.Loop() {
 		m := projections.Multi{projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()}
 		err := store.Subscribe(ctx, 0, func(r eventstore.Recorded) error {
@@ -115,6 +116,7 @@ func BenchmarkReplayFromStore(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(replayed)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/1e3/float64(replayed), "cpu-µs/event")
 }
 
 // BenchmarkReadModelMemory folds one million reported anomalies (on 250,000

@@ -256,3 +256,53 @@ func TestStoreWithoutCacheFirstAppendToAnExistingStream(t *testing.T) {
 		t.Fatalf("append after the conflict taught the store the head: %v", err)
 	}
 }
+
+// Subscribe reads the stream without a consumer filter. Events stored under
+// another subject prefix (the stream's prefix was changed by an operator) are
+// not the store's: Subscribe skips them, as ReadStream cannot address them.
+func TestSubscribeSkipsEventsOutsideItsPrefix(t *testing.T) {
+	ctx := t.Context()
+	nc := connectInProcess(t, startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}))
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream.New: %v", err)
+	}
+	open := func(prefix string) *jetstream.Store {
+		s, err := jetstream.New(ctx, js, jetstream.Config{SubjectPrefix: prefix})
+		if err != nil {
+			t.Fatalf("New(%s): %v", prefix, err)
+		}
+		return s
+	}
+	old := open("old.events")
+	if _, err := old.Append(ctx, 0, event(domain.AnomalyStream("acme", uuid.New()), 1)); err != nil {
+		t.Fatalf("Append under the old prefix: %v", err)
+	}
+	// A prefix that shares the first characters, so that a bare prefix
+	// comparison would take it for the store's.
+	if _, err := open("new.eventsx").Append(ctx, 0, event(domain.AnomalyStream("acme", uuid.New()), 1)); err != nil {
+		t.Fatalf("Append under a look-alike prefix: %v", err)
+	}
+	store := open("new.events")
+	want := event(domain.AnomalyStream("acme", uuid.New()), 1)
+	rec, err := store.Append(ctx, 0, want)
+	if err != nil {
+		t.Fatalf("Append under the new prefix: %v", err)
+	}
+
+	var got []eventstore.Recorded
+	done := errors.New("done")
+	err = store.Subscribe(ctx, 0, func(r eventstore.Recorded) error {
+		got = append(got, r)
+		if r.Position >= rec.Position {
+			return done
+		}
+		return nil
+	})
+	if !errors.Is(err, done) {
+		t.Fatalf("Subscribe = %v", err)
+	}
+	if len(got) != 1 || got[0].ID != want.ID || got[0].Position != rec.Position {
+		t.Fatalf("Subscribe delivered %d events (%+v), want only the one under the store's prefix at %d", len(got), got, rec.Position)
+	}
+}
