@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,6 +123,11 @@ func startServer(ctx context.Context, bin, dataDir string) (*server, error) {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
+			// After start-up only warnings and errors are counted; the access
+			// log's info lines, one per request, are skipped undecoded.
+			if s.base != "" && bytes.Contains(sc.Bytes(), []byte(`"level":"INFO"`)) {
+				continue
+			}
 			var line struct {
 				Level, Msg, Addr, NATS string
 				Position               uint64
