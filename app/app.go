@@ -24,6 +24,7 @@ type Service struct {
 	newID  func() uuid.UUID
 	policy func(tenant string) domain.Policy
 	agents Containments
+	cache  *anomalyCache
 }
 
 // Option configures a Service.
@@ -41,6 +42,11 @@ func WithPolicy(p func(tenant string) domain.Policy) Option { return func(s *Ser
 // WithContainments sets where agent commands read an agent's containment.
 func WithContainments(c Containments) Option { return func(s *Service) { s.agents = c } }
 
+// WithCacheSize sets how many anomalies the service keeps the state of between
+// commands (DefaultCacheSize by default); 0 reads every anomaly's stream before
+// every command.
+func WithCacheSize(n int) Option { return func(s *Service) { s.cache = newAnomalyCache(n) } }
+
 // NewService returns a Service over store. By default it uses the system clock,
 // random UUIDs, and the default policy for every tenant.
 func NewService(store eventstore.Store, opts ...Option) *Service {
@@ -49,6 +55,7 @@ func NewService(store eventstore.Store, opts ...Option) *Service {
 		now:    time.Now,
 		newID:  uuid.New,
 		policy: func(string) domain.Policy { return domain.DefaultPolicy() },
+		cache:  newAnomalyCache(DefaultCacheSize),
 	}
 	for _, o := range opts {
 		o(s)
@@ -136,37 +143,57 @@ func (s *Service) Dismiss(ctx context.Context, p domain.Principal, id uuid.UUID,
 
 // update loads an anomaly, applies decide and appends what it recorded; when the
 // append loses a race it starts again from a fresh load, so that the decision is
-// always taken on the latest state.
+// always taken on the latest state. The first attempt decides on the cached
+// state when there is one (see anomalyCache); when that decision is refused,
+// or its append, the command is decided again on a fresh load, so that neither
+// an answer nor an event ever rests on a state the store has moved past. A
+// command with an id always loads: its retry must find its own event.
 func (s *Service) update(ctx context.Context, stream domain.StreamID, decide func(*domain.Anomaly) error) (Result, error) {
 	cmd, hasID := commandID(ctx)
 	for attempt := 1; ; attempt++ {
-		recs, err := s.store.ReadStream(ctx, stream, 0)
-		if err != nil {
-			return Result{}, fmt.Errorf("load %s: %w", stream, err)
-		}
-		if mine, ok := ownEvent(recs, cmd); hasID && ok {
-			return replayed(mine)
-		}
-		a, err := domain.LoadAnomaly(events(recs))
-		if err != nil {
-			return Result{}, err
+		var a *domain.Anomaly
+		state, cached := s.cache.get(stream)
+		cached = cached && attempt == 1 && !hasID
+		if cached {
+			a = domain.ResumeAnomaly(state)
+		} else {
+			recs, err := s.store.ReadStream(ctx, stream, 0)
+			if err != nil {
+				return Result{}, fmt.Errorf("load %s: %w", stream, err)
+			}
+			if mine, ok := ownEvent(recs, cmd); hasID && ok {
+				return replayed(mine)
+			}
+			if a, err = domain.LoadAnomaly(events(recs)); err != nil {
+				return Result{}, err
+			}
+			s.cache.put(stream, a.State())
 		}
 		if err := decide(a); err != nil {
+			if cached {
+				continue
+			}
 			return Result{}, err
 		}
 		res, err := s.save(ctx, a)
-		if errors.Is(err, domain.ErrConcurrency) && attempt < maxAttempts {
+		if errors.Is(err, domain.ErrConcurrency) && attempt <= maxAttempts {
 			continue
 		}
 		return res, err
 	}
 }
 
+// save appends what a recorded and keeps its new state; after a failed append
+// the anomaly's state is unknown (the event may be stored even so) and is
+// forgotten.
 func (s *Service) save(ctx context.Context, a *domain.Anomaly) (Result, error) {
+	stream := domain.AnomalyStream(a.State().Tenant, a.State().ID)
 	rec, err := s.appendAll(ctx, a.LoadedVersion(), a.Changes())
 	if err != nil {
+		s.cache.drop(stream)
 		return Result{}, err
 	}
+	s.cache.put(stream, a.State())
 	return Result{Anomaly: a.State(), Position: rec.Position}, nil
 }
 

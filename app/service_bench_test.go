@@ -40,11 +40,28 @@ func reportOne(tb testing.TB, svc *app.Service, ctx context.Context) uuid.UUID {
 	return res.Anomaly.ID
 }
 
-// BenchmarkResolve measures one resolve command in process: load the anomaly
-// from the store, decide, append with the expected version.
+// BenchmarkResolve measures one resolve command in process on an anomaly the
+// service does not know (a restart, or evicted): load the anomaly from the
+// store and check its chain, decide, append with the expected version.
 func BenchmarkResolve(b *testing.B) {
-	svc := newService(b)
+	benchmarkResolve(b, app.WithCacheSize(0))
+}
+
+// BenchmarkResolveCached measures one resolve command in process on an
+// anomaly the service reported: decide on the kept state, append.
+func BenchmarkResolveCached(b *testing.B) {
+	benchmarkResolve(b, app.WithCacheSize(b.N))
+}
+
+func benchmarkResolve(b *testing.B, opts ...app.Option) {
 	ctx := context.Background()
+	// As anomalyd wires it, the store keeps the heads of at least as many
+	// streams as the service keeps anomalies.
+	store, err := jetstream.New(ctx, jetstreamtest.JetStream(b), jetstream.Config{HeadCache: b.N})
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc := app.NewService(store, opts...)
 	ids := make([]uuid.UUID, b.N)
 	for i := range ids {
 		ids[i] = reportOne(b, svc, ctx)

@@ -130,6 +130,13 @@ func LoadAnomaly(events []Event) (*Anomaly, error) {
 	return a, nil
 }
 
+// ResumeAnomaly returns the anomaly in state s without its events, for a
+// caller that keeps the state of anomalies it loaded (LoadAnomaly, chain
+// checked) or changed (State after a recorded command). The chain is not
+// checked again: the next event links to s.Hash, and an append expecting
+// s.Version fails if the stream has moved on.
+func ResumeAnomaly(s AnomalyState) *Anomaly { return &Anomaly{state: s} }
+
 // State returns a copy of the anomaly's current state, changes included.
 func (a *Anomaly) State() AnomalyState { return a.state }
 

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/anomalyd/anomalyd/app"
 )
 
 // Config is everything anomalyd is started with. Every field has a flag and an
@@ -40,6 +42,7 @@ type Config struct {
 	JWTAudience    string
 	JWTTenantClaim string
 	ReadyMaxLag    uint64  // readiness: how far behind the store a projection may be
+	CommandCache   int     // anomalies whose state the command side keeps between commands; 0: none
 	RateLimit      float64 // requests per second per tenant; 0: off
 	RateBurst      int
 	LogFormat      string // text or json
@@ -94,6 +97,9 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	lagDef, lagErr := envFloat(getenv, "ANOMALYD_READY_MAX_LAG", 1000)
 	var lag float64
 	fs.Float64Var(&lag, "ready-max-lag", lagDef, "GET /readyz fails while a projection is more than this many store positions behind (env ANOMALYD_READY_MAX_LAG)")
+	cacheDef, cacheErr := envFloat(getenv, "ANOMALYD_COMMAND_CACHE", app.DefaultCacheSize)
+	var cache float64
+	fs.Float64Var(&cache, "command-cache", cacheDef, "anomalies whose state the command side keeps between commands, so that a command on one decides without reading its stream; 0 reads and checks every anomaly's stream before every command (env ANOMALYD_COMMAND_CACHE)")
 	rateDef, rateErr := envFloat(getenv, "ANOMALYD_RATE_LIMIT", 2000)
 	fs.Float64Var(&c.RateLimit, "rate-limit", rateDef, "requests per second each tenant may make, sustained; 0 turns the limit off (env ANOMALYD_RATE_LIMIT)")
 	burstDef, burstErr := envFloat(getenv, "ANOMALYD_RATE_BURST", 4000)
@@ -107,6 +113,10 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		return c, fmt.Errorf("--ready-max-lag %v: want a whole number of positions, 0 or more", lag)
 	}
 	c.ReadyMaxLag = uint64(lag)
+	if cache < 0 || cache > math.MaxInt32 || cache != float64(int(cache)) {
+		return c, fmt.Errorf("--command-cache %v: want a whole number of anomalies, 0 or more", cache)
+	}
+	c.CommandCache = int(cache)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if syncErr != nil && !set["nats-sync-always"] {
@@ -117,6 +127,9 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	if lagErr != nil && !set["ready-max-lag"] {
 		return c, lagErr
+	}
+	if cacheErr != nil && !set["command-cache"] {
+		return c, cacheErr
 	}
 	if rateErr != nil && !set["rate-limit"] {
 		return c, rateErr

@@ -3,10 +3,12 @@ package main_test
 import (
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/anomalyd/anomalyd/app"
 	main "github.com/anomalyd/anomalyd/cmd/anomalyd"
 )
 
@@ -39,6 +41,7 @@ func TestConfigDefaults(t *testing.T) {
 		EffectsDuplicateWindow: 2 * time.Minute,
 		JWTTenantClaim:         "tenant_id",
 		ReadyMaxLag:            1000,
+		CommandCache:           app.DefaultCacheSize,
 		RateLimit:              2000,
 		RateBurst:              4000,
 		LogFormat:              "text",
@@ -68,6 +71,7 @@ var (
 		return "false"
 	}
 	dupWindowField configField = func(c main.Config) string { return c.EffectsDuplicateWindow.String() }
+	cacheField     configField = func(c main.Config) string { return strconv.Itoa(c.CommandCache) }
 )
 
 func TestConfigEnvironment(t *testing.T) {
@@ -89,6 +93,7 @@ func TestConfigEnvironment(t *testing.T) {
 		{"LogLevelFromEnvironment", map[string]string{"ANOMALYD_LOG_LEVEL": "debug"}, logLevelField, "debug"},
 		{"NATSSyncFromEnvironment", map[string]string{"ANOMALYD_NATS_SYNC_ALWAYS": "true"}, natsSyncField, "true"},
 		{"NATSSyncFromEnvironmentAsOne", map[string]string{"ANOMALYD_NATS_SYNC_ALWAYS": "1"}, natsSyncField, "true"},
+		{"CommandCacheOffFromEnvironment", map[string]string{"ANOMALYD_COMMAND_CACHE": "0"}, cacheField, "0"},
 		{"DuplicateWindowFromEnvironment", map[string]string{"ANOMALYD_EFFECTS_DUPLICATE_WINDOW": "10m"}, dupWindowField, "10m0s"},
 		{"EmptyDataDirAllowedWithExternalNATS", map[string]string{"ANOMALYD_DATA_DIR": "", "ANOMALYD_NATS_URL": "nats://nats:4222"}, natsURLField, "nats://nats:4222"},
 	}
@@ -163,6 +168,9 @@ func TestConfigInvalid(t *testing.T) {
 		{"RefusedDuplicateWindowTooShortFromEnvironment", map[string]string{"ANOMALYD_EFFECTS_DUPLICATE_WINDOW": "1ms"}, nil, "--effects-duplicate-window"},
 		{"RefusedNATSSyncFromEnvironment", map[string]string{"ANOMALYD_NATS_SYNC_ALWAYS": "maybe"}, nil, "ANOMALYD_NATS_SYNC_ALWAYS"},
 		{"RefusedNATSSyncFlagValue", nil, []string{"--nats-sync-always=maybe"}, "nats-sync-always"},
+		{"RefusedNegativeCommandCache", nil, []string{"--command-cache", "-1"}, "--command-cache"},
+		{"RefusedFractionalCommandCache", nil, []string{"--command-cache", "2.5"}, "--command-cache"},
+		{"RefusedCommandCacheFromEnvironment", map[string]string{"ANOMALYD_COMMAND_CACHE": "lots"}, nil, "ANOMALYD_COMMAND_CACHE"},
 		{"RefusedUnknownFlag", nil, []string{"--listen", ":8080"}, "listen"},
 		{"RefusedPositionalArgument", nil, []string{"serve"}, `"serve"`},
 		{"RefusedPositionalArgumentAfterFlags", nil, []string{"--addr", "127.0.0.1:9000", "extra"}, `"extra"`},
@@ -196,6 +204,7 @@ func TestConfigFlagBeatsInvalidEnvironment(t *testing.T) {
 		args []string
 	}{
 		{"AcceptedWhenFlagReplacesInvalidNATSSync", map[string]string{"ANOMALYD_NATS_SYNC_ALWAYS": "maybe"}, []string{"--nats-sync-always=true"}},
+		{"AcceptedWhenFlagReplacesInvalidCommandCache", map[string]string{"ANOMALYD_COMMAND_CACHE": "lots"}, []string{"--command-cache", "100"}},
 		{"AcceptedWhenFlagReplacesInvalidDuplicateWindow", map[string]string{"ANOMALYD_EFFECTS_DUPLICATE_WINDOW": "soon"}, []string{"--effects-duplicate-window", "1m"}},
 	}
 	for _, tc := range typed {

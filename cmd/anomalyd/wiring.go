@@ -149,7 +149,8 @@ func (m *Main) Open(ctx context.Context) error {
 	m.logger.Info("read model caught up", "position", readModel.Position(), "took", time.Since(start).Round(time.Millisecond))
 
 	svc := app.NewService(store, app.WithPolicy(policies.Get),
-		app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents}))
+		app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents}),
+		app.WithCacheSize(m.cfg.CommandCache))
 	policySyncer := &policySync{svc: svc, keys: keys, recorded: policies, runner: readModel, logger: m.logger, source: "keys file " + m.cfg.KeysFile}
 	if err := policySyncer.run(ctx); err != nil {
 		return fmt.Errorf("auto-response policies: %w", err)
@@ -211,7 +212,10 @@ func (m *Main) openStore(ctx context.Context, js njs.JetStream) (eventstore.Stor
 		m.closeStore = s.Close
 		return s, nil
 	}
-	return jetstream.New(ctx, js, jetstream.Config{})
+	// The store's cache of stream heads spares the lookup before an append; it
+	// is at least as large as the command side's cache of anomalies, or an
+	// anomaly decided without a read would still be looked up to be appended.
+	return jetstream.New(ctx, js, jetstream.Config{HeadCache: max(m.cfg.CommandCache, jetstream.DefaultHeadCache)})
 }
 
 func (m *Main) openNATS() error {

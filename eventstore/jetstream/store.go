@@ -32,15 +32,20 @@ const (
 // stream's version costs one message lookup and no decoding.
 const VersionHeader = "Anomalyd-Version"
 
-// cacheLimit bounds the version cache; past it an arbitrary entry is evicted,
-// which only costs one lookup on that stream's next append.
-const cacheLimit = 10000
+// DefaultHeadCache bounds the cache of stream heads by default; past the bound
+// an arbitrary entry is evicted, which only costs one lookup on that stream's
+// next append.
+const DefaultHeadCache = 16384
 
 // Config names the JetStream stream and subjects the Store uses.
 type Config struct {
 	Stream        string // JetStream stream name; default DefaultStream
 	SubjectPrefix string // subjects are <prefix>.<tenant>.<category>.<id>; default DefaultSubjectPrefix
 	Replicas      int    // stream replicas; default 1
+	// HeadCache is how many streams' last events (version and sequence) the
+	// store keeps, so that an append needs no lookup first; default
+	// DefaultHeadCache. A stale entry costs a refused publish and a lookup.
+	HeadCache int
 }
 
 // Store is the JetStream implementation of eventstore.Store. It is safe for
@@ -51,8 +56,9 @@ type Store struct {
 	name   string
 	prefix string
 
-	mu    sync.Mutex
-	heads map[string]head // subject → last known event, see Append
+	mu        sync.Mutex
+	heads     map[string]head // subject → last known event, see Append
+	headLimit int
 }
 
 // head is the last event known on a subject: its aggregate version, its stream
@@ -83,6 +89,9 @@ func New(ctx context.Context, js njs.JetStream, cfg Config) (*Store, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.HeadCache <= 0 {
+		cfg.HeadCache = DefaultHeadCache
+	}
 	if !streamNamePattern.MatchString(cfg.Stream) {
 		return nil, domain.Errorf(domain.EINVALID, "jetstream: invalid stream name %q", cfg.Stream)
 	}
@@ -104,7 +113,7 @@ func New(ctx context.Context, js njs.JetStream, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fail(ctx, "create stream "+cfg.Stream, err)
 	}
-	return &Store{js: js, stream: stream, name: cfg.Stream, prefix: cfg.SubjectPrefix, heads: map[string]head{}}, nil
+	return &Store{js: js, stream: stream, name: cfg.Stream, prefix: cfg.SubjectPrefix, heads: map[string]head{}, headLimit: cfg.HeadCache}, nil
 }
 
 // Append appends ev to its stream if the stream is at version expected. The
@@ -407,7 +416,7 @@ func (s *Store) remember(subj string, h head) {
 	if cur, ok := s.heads[subj]; ok && cur.version > h.version {
 		return
 	}
-	if _, ok := s.heads[subj]; !ok && len(s.heads) >= cacheLimit {
+	if _, ok := s.heads[subj]; !ok && len(s.heads) >= s.headLimit {
 		for k := range s.heads {
 			delete(s.heads, k)
 			break

@@ -306,3 +306,36 @@ func TestSubscribeSkipsEventsOutsideItsPrefix(t *testing.T) {
 		t.Fatalf("Subscribe delivered %d events (%+v), want only the one under the store's prefix at %d", len(got), got, rec.Position)
 	}
 }
+
+// A store whose head cache holds one stream evicts the others' heads: an
+// append on an evicted stream looks its head up and behaves as with a cache
+// large enough, a stale expected version included.
+func TestStoreWithASmallHeadCache(t *testing.T) {
+	ctx := t.Context()
+	nc := connectInProcess(t, startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}))
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream.New: %v", err)
+	}
+	store, err := jetstream.New(ctx, js, jetstream.Config{HeadCache: 1})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	streams := []domain.StreamID{domain.AnomalyStream("acme", uuid.New()), domain.AnomalyStream("acme", uuid.New()), domain.AnomalyStream("globex", uuid.New())}
+	for v := uint64(1); v <= 3; v++ {
+		for _, s := range streams {
+			if _, err := store.Append(ctx, v-1, event(s, v)); err != nil {
+				t.Fatalf("Append %s version %d: %v", s, v, err)
+			}
+		}
+	}
+	for _, s := range streams {
+		if _, err := store.Append(ctx, 2, event(s, 3)); !errors.Is(err, domain.ErrConcurrency) {
+			t.Fatalf("Append %s at stale version 2 = %v, want a concurrency error", s, err)
+		}
+		recs, err := store.ReadStream(ctx, s, 0)
+		if err != nil || len(recs) != 3 {
+			t.Fatalf("ReadStream %s = %d events, %v; want 3", s, len(recs), err)
+		}
+	}
+}
