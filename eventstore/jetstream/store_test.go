@@ -20,6 +20,7 @@ import (
 	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/anomalyd/anomalyd/eventstore/eventstoretest"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
+	"github.com/anomalyd/anomalyd/eventstore/jetstream/jetstreamtest"
 )
 
 func TestStoreInProcess(t *testing.T) {
@@ -262,11 +263,7 @@ func TestStoreWithoutCacheFirstAppendToAnExistingStream(t *testing.T) {
 // not the store's: Subscribe skips them, as ReadStream cannot address them.
 func TestSubscribeSkipsEventsOutsideItsPrefix(t *testing.T) {
 	ctx := t.Context()
-	nc := connectInProcess(t, startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}))
-	js, err := njs.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream.New: %v", err)
-	}
+	js := jetstreamtest.JetStream(t)
 	open := func(prefix string) *jetstream.Store {
 		s, err := jetstream.New(ctx, js, jetstream.Config{SubjectPrefix: prefix})
 		if err != nil {
@@ -312,11 +309,7 @@ func TestSubscribeSkipsEventsOutsideItsPrefix(t *testing.T) {
 // large enough, a stale expected version included.
 func TestStoreWithASmallHeadCache(t *testing.T) {
 	ctx := t.Context()
-	nc := connectInProcess(t, startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}))
-	js, err := njs.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream.New: %v", err)
-	}
+	js := jetstreamtest.JetStream(t)
 	store, err := jetstream.New(ctx, js, jetstream.Config{HeadCache: 1})
 	if err != nil {
 		t.Fatalf("New: %v", err)
