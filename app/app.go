@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
@@ -25,6 +26,7 @@ type Service struct {
 	policy func(tenant string) domain.Policy
 	agents Containments
 	cache  *anomalyCache
+	loads  atomic.Uint64 // anomalies read and checked for a command, see CacheStats
 }
 
 // Option configures a Service.
@@ -155,8 +157,10 @@ func (s *Service) update(ctx context.Context, stream domain.StreamID, decide fun
 		state, cached := s.cache.get(stream)
 		cached = cached && attempt == 1 && !hasID
 		if cached {
+			s.cache.hits.Add(1)
 			a = domain.ResumeAnomaly(state)
 		} else {
+			s.loads.Add(1)
 			recs, err := s.store.ReadStream(ctx, stream, 0)
 			if err != nil {
 				return Result{}, fmt.Errorf("load %s: %w", stream, err)

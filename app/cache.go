@@ -2,6 +2,7 @@ package app
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/anomalyd/anomalyd/domain"
 )
@@ -24,6 +25,8 @@ type anomalyCache struct {
 	mu     sync.Mutex
 	limit  int
 	states map[domain.StreamID]domain.AnomalyState
+
+	hits, loads atomic.Uint64 // commands decided on a kept state; anomaly loads of commands
 }
 
 func newAnomalyCache(limit int) *anomalyCache {
@@ -85,4 +88,20 @@ func (c *anomalyCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.states)
+}
+
+// CacheStats counts how the commands on anomalies found their state.
+type CacheStats struct {
+	Hits  uint64 // commands decided on a kept state, without reading the stream
+	Loads uint64 // anomalies read from the store and checked for a command (none kept, or decided again)
+	Kept  int    // states kept now
+}
+
+// CacheStats returns the counts since the service started; with the cache
+// off every command loads.
+func (s *Service) CacheStats() CacheStats {
+	if s.cache == nil {
+		return CacheStats{Loads: s.loads.Load()}
+	}
+	return CacheStats{Hits: s.cache.hits.Load(), Loads: s.loads.Load(), Kept: s.cache.len()}
 }

@@ -158,6 +158,26 @@ func (m *Metrics) WatchNATS(connected func() bool) {
 	}))
 }
 
+// WatchCommandCache exports how the commands on anomalies found their state:
+// decided on a state the service kept, or loaded from the store (stats is
+// app.Service.CacheStats, as plain numbers).
+func (m *Metrics) WatchCommandCache(stats func() (hits, loads uint64, kept int)) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "anomalyd_command_cache_hits_total",
+			Help: "Commands on anomalies decided on a state the service kept, without reading the stream.",
+		}, func() float64 { h, _, _ := stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "anomalyd_command_anomaly_loads_total",
+			Help: "Anomalies read from the store and their hash chain checked for a command (none kept, or decided again).",
+		}, func() float64 { _, l, _ := stats(); return float64(l) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "anomalyd_command_cache_states",
+			Help: "Anomaly states the command side keeps now (at most --command-cache).",
+		}, func() float64 { _, _, k := stats(); return float64(k) }),
+	)
+}
+
 var (
 	positionDesc = prometheus.NewDesc("anomalyd_projection_position",
 		"Store position of the last event a projection applied.", []string{"projection"}, nil)

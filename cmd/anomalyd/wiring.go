@@ -151,6 +151,10 @@ func (m *Main) Open(ctx context.Context) error {
 	svc := app.NewService(store, app.WithPolicy(policies.Get),
 		app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents}),
 		app.WithCacheSize(m.cfg.CommandCache))
+	m.metrics.WatchCommandCache(func() (uint64, uint64, int) {
+		st := svc.CacheStats()
+		return st.Hits, st.Loads, st.Kept
+	})
 	policySyncer := &policySync{svc: svc, keys: keys, recorded: policies, runner: readModel, logger: m.logger, source: "keys file " + m.cfg.KeysFile}
 	if err := policySyncer.run(ctx); err != nil {
 		return fmt.Errorf("auto-response policies: %w", err)
