@@ -26,7 +26,8 @@ type Service struct {
 	policy func(tenant string) domain.Policy
 	agents Containments
 	cache  *anomalyCache
-	loads  atomic.Uint64 // anomalies read and checked for a command, see CacheStats
+	hits   atomic.Uint64 // commands decided on a kept state, see CacheStats
+	loads  atomic.Uint64 // anomalies read and checked for a command
 }
 
 // Option configures a Service.
@@ -157,7 +158,7 @@ func (s *Service) update(ctx context.Context, stream domain.StreamID, decide fun
 		state, cached := s.cache.get(stream)
 		cached = cached && attempt == 1 && !hasID
 		if cached {
-			s.cache.hits.Add(1)
+			s.hits.Add(1)
 			a = domain.ResumeAnomaly(state)
 		} else {
 			s.loads.Add(1)

@@ -2,7 +2,6 @@ package app
 
 import (
 	"sync"
-	"sync/atomic"
 
 	"github.com/anomalyd/anomalyd/domain"
 )
@@ -25,8 +24,6 @@ type anomalyCache struct {
 	mu     sync.Mutex
 	limit  int
 	states map[domain.StreamID]domain.AnomalyState
-
-	hits, loads atomic.Uint64 // commands decided on a kept state; anomaly loads of commands
 }
 
 func newAnomalyCache(limit int) *anomalyCache {
@@ -100,8 +97,5 @@ type CacheStats struct {
 // CacheStats returns the counts since the service started; with the cache
 // off every command loads.
 func (s *Service) CacheStats() CacheStats {
-	if s.cache == nil {
-		return CacheStats{Loads: s.loads.Load()}
-	}
-	return CacheStats{Hits: s.cache.hits.Load(), Loads: s.loads.Load(), Kept: s.cache.len()}
+	return CacheStats{Hits: s.hits.Load(), Loads: s.loads.Load(), Kept: s.cache.len()}
 }

@@ -57,9 +57,10 @@ func TestCommandOnAKnownAnomalyDoesNotReadItsStream(t *testing.T) {
 		name  string
 		opts  []app.Option
 		reads int64
+		stats app.CacheStats
 	}{
-		{"cached", nil, 0},
-		{"no cache", []app.Option{app.WithCacheSize(0)}, 1},
+		{"cached", nil, 0, app.CacheStats{Hits: 1, Loads: 0, Kept: 1}},
+		{"no cache", []app.Option{app.WithCacheSize(0)}, 1, app.CacheStats{Hits: 0, Loads: 1, Kept: 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &countingReads{Store: jetstreamtest.Store(t)}
@@ -72,6 +73,9 @@ func TestCommandOnAKnownAnomalyDoesNotReadItsStream(t *testing.T) {
 			}
 			if n := store.reads.Load(); n != tc.reads {
 				t.Fatalf("Resolve read %d streams, want %d", n, tc.reads)
+			}
+			if st := svc.CacheStats(); st != tc.stats {
+				t.Fatalf("CacheStats = %+v, want %+v", st, tc.stats)
 			}
 			recs, err := store.Store.ReadStream(t.Context(), streamOf(id), 0)
 			if err != nil {
