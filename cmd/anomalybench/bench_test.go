@@ -72,6 +72,10 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 					t.Errorf("%s: throughput %v", name, p.Throughput)
 				}
 			}
+			// Every resolve finds the state the server kept from the report.
+			if p := rep.Phase("resolve"); p == nil || p.ServerKept == nil || *p.ServerKept != 200 || p.ServerLoads == nil || *p.ServerLoads != 0 {
+				t.Errorf("resolve phase: commands on a kept state %v, anomalies loaded %v; want 200 and 0", deref(p.ServerKept), deref(p.ServerLoads))
+			}
 			if len(rep.Effects) != 2 {
 				t.Fatalf("effects: %d results, want 2", len(rep.Effects))
 			}
@@ -119,6 +123,13 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 			}
 		})
 	}
+}
+
+func deref(f *float64) any {
+	if f == nil {
+		return nil
+	}
+	return *f
 }
 
 func checkOrdered(t *testing.T, what string, l Latency, samples int) {

@@ -17,6 +17,8 @@ type serverSample struct {
 	cpu      float64
 	count    map[string]float64 // route → requests
 	sum      map[string]float64 // route → seconds
+	kept     float64            // commands decided on an anomaly state the server kept
+	loads    float64            // anomalies the server read and checked for a command
 	complete bool
 }
 
@@ -52,6 +54,10 @@ func scrapeServer(ctx context.Context, client *http.Client, base string) serverS
 			s.count[labels["method"]+" "+labels["route"]] += value
 		case "anomalyd_http_request_duration_seconds_sum":
 			s.sum[labels["method"]+" "+labels["route"]] += value
+		case "anomalyd_command_cache_hits_total":
+			s.kept = value
+		case "anomalyd_command_anomaly_loads_total":
+			s.loads = value
 		}
 	}
 	if sc.Err() != nil {
@@ -102,6 +108,8 @@ func serverDelta(r *PhaseResult, before, after serverSample, route string) {
 	}
 	cpu := after.cpu - before.cpu
 	r.ServerCPUSeconds = &cpu
+	kept, loads := after.kept-before.kept, after.loads-before.loads
+	r.ServerKept, r.ServerLoads = &kept, &loads
 	if n := after.count[route] - before.count[route]; n > 0 {
 		mean := (after.sum[route] - before.sum[route]) / n * 1000
 		r.ServerMeanMS = &mean

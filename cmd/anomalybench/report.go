@@ -72,6 +72,11 @@ type PhaseResult struct {
 	// time during the phase, and the mean time its handler took per request.
 	ServerCPUSeconds *float64 `json:"server_cpu_seconds,omitempty"`
 	ServerMeanMS     *float64 `json:"server_mean_ms,omitempty"`
+	// ServerKept and ServerLoads, also from /metrics, count the commands the
+	// server decided on an anomaly state it kept and the anomalies it read
+	// from the store (and checked) for a command during the phase.
+	ServerKept  *float64 `json:"server_commands_on_kept_state,omitempty"`
+	ServerLoads *float64 `json:"server_anomaly_loads,omitempty"`
 }
 
 // Latency holds nearest-rank percentiles of sorted samples, in milliseconds.
@@ -188,9 +193,12 @@ func (r *Report) WriteText(w io.Writer) error {
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "where the time goes\tmean ms\tserver mean ms\tserver CPU s\tbench CPU s\tCPU µs/op\tcores busy\t")
+	fmt.Fprintln(tw, "where the time goes\tmean ms\tserver mean ms\tserver CPU s\tbench CPU s\tCPU µs/op\tcores busy\tkept/loaded\t")
 	for _, p := range r.Phases {
-		serverMean, serverCPU, cpu := "-", "-", p.BenchCPUSeconds
+		serverMean, serverCPU, cpu, state := "-", "-", p.BenchCPUSeconds, "-"
+		if p.ServerKept != nil && p.ServerLoads != nil {
+			state = fmt.Sprintf("%.0f/%.0f", *p.ServerKept, *p.ServerLoads)
+		}
 		if p.ServerMeanMS != nil {
 			serverMean = fmt.Sprintf("%.2f", *p.ServerMeanMS)
 		}
@@ -205,7 +213,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		if p.Seconds > 0 {
 			busy = cpu / p.Seconds
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%.2f\t%.0f\t%.2f\t\n", p.Name, p.Latency.Mean, serverMean, serverCPU, p.BenchCPUSeconds, perOp, busy)
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%.2f\t%.0f\t%.2f\t%s\t\n", p.Name, p.Latency.Mean, serverMean, serverCPU, p.BenchCPUSeconds, perOp, busy, state)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
