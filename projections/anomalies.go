@@ -56,7 +56,8 @@ func (m *Anomalies) Apply(_ context.Context, r eventstore.Recorded) error {
 		m.tenants[r.TenantID] = t
 	}
 	v := t.byID[id]
-	if v == nil {
+	added := v == nil
+	if added {
 		v = &AnomalyView{AnomalyState: domain.AnomalyState{ID: id}, Position: r.Position}
 	}
 	next := v.AnomalyState // fold into a copy so that a failed event leaves the model as it was
@@ -64,7 +65,7 @@ func (m *Anomalies) Apply(_ context.Context, r eventstore.Recorded) error {
 		return err
 	}
 	v.AnomalyState = next
-	if t.byID[id] == nil {
+	if added {
 		t.byID[id] = v
 		t.order = append(t.order, v)
 		if ref := next.ReferencesAnomalyID; ref != nil {
