@@ -1,7 +1,9 @@
 package eventstore
 
 import (
+	stdjson "encoding/json"
 	"strings"
+	"time"
 
 	"github.com/segmentio/encoding/json"
 
@@ -37,14 +39,51 @@ func MarshalEvent(e domain.Event) ([]byte, error) {
 // their own, so that a read model does not keep every event's bytes alive;
 // the data's payload is decoded into memory of its own as well.
 func UnmarshalEvent(b []byte) (domain.Event, error) {
-	var w domain.Envelope
-	r, err := json.Parse(b, &w, json.ZeroCopy)
+	var e envelope
+	r, err := json.Parse(b, &e, json.ZeroCopy)
 	if _, syntax := err.(*json.SyntaxError); len(r) != 0 && !syntax {
-		err = json.Unmarshal(b, &w) // the error it gives for trailing bytes
+		err = json.Unmarshal(b, &e) // the error it gives for trailing bytes
 	}
-	if err != nil {
-		return domain.Event{}, domain.Errorf(domain.EINTERNAL, "decode event: %v", err)
+	w := &e.Envelope
+	w.OccurredAt = time.Time(e.OccurredAt)
+	if err != nil || misread(w) {
+		// The codec reads what encoding/json reads. Where the two may still
+		// differ, encoding/json decides: segmentio's integer parser misses
+		// some overflows (see misread). The stores never write such an
+		// envelope, so their path never comes here.
+		*w = domain.Envelope{}
+		if stdErr := stdjson.Unmarshal(b, w); stdErr != nil {
+			if err == nil {
+				err = stdErr
+			}
+			return domain.Event{}, domain.Errorf(domain.EINTERNAL, "decode event: %v", err)
+		}
 	}
 	w.Hash, w.TenantID = strings.Clone(w.Hash), strings.Clone(w.TenantID)
-	return domain.RestoreEvent(w, json.Unmarshal)
+	return domain.RestoreEvent(*w, json.Unmarshal)
 }
+
+// misread reports whether segmentio may have misread one of w's numbers.
+// Its integer parser checks overflow by comparing each step with the last, so
+// it takes some numbers past the type's range for others: the version
+// 21000000000000000000 for 2553255926290448384. A number misread that way has
+// at least 19 digits before it wraps, and the wrapped value is never smaller
+// than that prefix: it is 10^18 or more for the uint64 version and 10^17 or
+// more for the int schema version, far past any real one.
+func misread(w *domain.Envelope) bool {
+	return w.Version >= 1e18 || w.SchemaVersion != nil && int64(*w.SchemaVersion) >= 1e17
+}
+
+// envelope is domain.Envelope as segmentio decodes it, with occurred_at read
+// by time.Time's own UnmarshalJSON, as encoding/json reads it: segmentio's time
+// parser differs from it both ways (it refuses a comma before the fraction of
+// a second, and takes "0001-01/01" for a date).
+type envelope struct {
+	domain.Envelope
+	OccurredAt stdTime `json:"occurred_at"`
+}
+
+// stdTime decodes with time.Time's UnmarshalJSON.
+type stdTime time.Time
+
+func (t *stdTime) UnmarshalJSON(b []byte) error { return (*time.Time)(t).UnmarshalJSON(b) }
