@@ -28,18 +28,7 @@ func hs256(t *testing.T, claims jwt.MapClaims) string {
 
 func (s *server) bearer(method, path, token, tenant, body string) response {
 	s.t.Helper()
-	req, _ := http.NewRequest(method, s.base+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("X-Tenant-ID", tenant)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	return response{status: res.StatusCode, header: res.Header, raw: readAll(s.t, res)}
+	return s.send(method, path, http.Header{"Authorization": {"Bearer " + token}}, tenant, body)
 }
 
 func TestBearerJWT(t *testing.T) { forEachBackend(t, testBearerJWT) }

@@ -120,8 +120,9 @@ type response struct {
 	raw    string
 }
 
-// do sends a request; key "" sends no credential, tenant "" no X-Tenant-ID.
-func (s *server) do(method, path, key, tenant, body string) response {
+// send sends a request with the credential headers cred; tenant "" sends no
+// X-Tenant-ID and body "" no body.
+func (s *server) send(method, path string, cred http.Header, tenant, body string) response {
 	s.t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -131,8 +132,8 @@ func (s *server) do(method, path, key, tenant, body string) response {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if key != "" {
-		req.Header.Set("X-API-Key", key)
+	for k, v := range cred {
+		req.Header[k] = v
 	}
 	if tenant != "" {
 		req.Header.Set("X-Tenant-ID", tenant)
@@ -145,10 +146,20 @@ func (s *server) do(method, path, key, tenant, body string) response {
 		s.t.Fatal(err)
 	}
 	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	out := response{status: res.StatusCode, header: res.Header, raw: string(raw)}
-	if err := json.Unmarshal(raw, &out.body); err != nil {
-		s.t.Fatalf("%s %s: body is not a JSON object: %q", method, path, raw)
+	return response{status: res.StatusCode, header: res.Header, raw: readAll(s.t, res)}
+}
+
+// do sends a request with an API key ("" sends no credential) and decodes the
+// JSON object it answers.
+func (s *server) do(method, path, key, tenant, body string) response {
+	s.t.Helper()
+	cred := http.Header{}
+	if key != "" {
+		cred.Set("X-API-Key", key)
+	}
+	out := s.send(method, path, cred, tenant, body)
+	if err := json.Unmarshal([]byte(out.raw), &out.body); err != nil {
+		s.t.Fatalf("%s %s: body is not a JSON object: %q", method, path, out.raw)
 	}
 	return out
 }
