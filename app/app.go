@@ -154,9 +154,14 @@ func (s *Service) Dismiss(ctx context.Context, p domain.Principal, id uuid.UUID,
 func (s *Service) update(ctx context.Context, stream domain.StreamID, decide func(*domain.Anomaly) error) (Result, error) {
 	cmd, hasID := commandID(ctx)
 	for attempt := 1; ; attempt++ {
-		var a *domain.Anomaly
-		state, cached := s.cache.get(stream)
-		cached = cached && attempt == 1 && !hasID
+		var (
+			a      *domain.Anomaly
+			state  domain.AnomalyState
+			cached bool
+		)
+		if attempt == 1 && !hasID {
+			state, cached = s.cache.get(stream)
+		}
 		if cached {
 			s.hits.Add(1)
 			a = domain.ResumeAnomaly(state)
@@ -192,14 +197,15 @@ func (s *Service) update(ctx context.Context, stream domain.StreamID, decide fun
 // the anomaly's state is unknown (the event may be stored even so) and is
 // forgotten.
 func (s *Service) save(ctx context.Context, a *domain.Anomaly) (Result, error) {
-	stream := domain.AnomalyStream(a.State().Tenant, a.State().ID)
+	st := a.State()
+	stream := domain.AnomalyStream(st.Tenant, st.ID)
 	rec, err := s.appendAll(ctx, a.LoadedVersion(), a.Changes())
 	if err != nil {
 		s.cache.drop(stream)
 		return Result{}, err
 	}
-	s.cache.put(stream, a.State())
-	return Result{Anomaly: a.State(), Position: rec.Position}, nil
+	s.cache.put(stream, st)
+	return Result{Anomaly: st, Position: rec.Position}, nil
 }
 
 // appendAll appends events recorded by one command, starting at version
