@@ -71,17 +71,17 @@ func AgentOf(e Event) (uuid.UUID, bool) {
 	var err error
 	switch e.Type {
 	case EventAnomalyReported:
-		p, err = payloadOf[AnomalyReported](e)
+		p, err = payloadPtr[AnomalyReported](e)
 	case EventAnomalyInvestigationStarted:
-		p, err = payloadOf[AnomalyInvestigationStarted](e)
+		p, err = payloadPtr[AnomalyInvestigationStarted](e)
 	case EventAnomalyResolved:
-		p, err = payloadOf[AnomalyResolved](e)
+		p, err = payloadPtr[AnomalyResolved](e)
 	case EventAnomalyDismissed:
-		p, err = payloadOf[AnomalyDismissed](e)
+		p, err = payloadPtr[AnomalyDismissed](e)
 	case EventAgentRestored:
-		p, err = payloadOf[AgentRestored](e)
+		p, err = payloadPtr[AgentRestored](e)
 	case EventAgentRevoked:
-		p, err = payloadOf[AgentRevoked](e)
+		p, err = payloadPtr[AgentRevoked](e)
 	default:
 		return uuid.Nil, false
 	}

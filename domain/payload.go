@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 )
 
 // payloadCache holds an event's data decoded into its type's payload struct.
@@ -11,11 +12,17 @@ import (
 // data once between them instead of once each.
 type payloadCache struct {
 	decode DataDecoder
-	once   sync.Once
 	typ    string
 	data   json.RawMessage // what was decoded: the cache stands for this only
-	v      any
-	err    error
+
+	// The first reader decodes under mu and sets done; later readers see done
+	// and read v and err without locking. (A sync.Once would do the same but
+	// costs a closure allocation at every read, and reads are several per
+	// event on a replay.)
+	done atomic.Bool
+	mu   sync.Mutex
+	v    any // *T, the payload struct of typ
+	err  error
 }
 
 // withPayloadCache gives e a cache of its data decoded with decode (nil:
@@ -37,27 +44,47 @@ func DataOf[T any](e Event) (T, error) { return payloadOf[T](e) }
 
 // payloadOf is DataOf.
 func payloadOf[T any](e Event) (T, error) {
+	p, err := payloadPtr[T](e)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return *p, nil
+}
+
+// payloadPtr is payloadOf without the copy: the struct it points to is shared
+// by every reader of the event, and must not be changed.
+func payloadPtr[T any](e Event) (*T, error) {
 	c := e.payload
 	if c == nil || c.typ != e.Type || !sameBytes(c.data, e.Data) {
-		var v T
-		err := decodeData(e, &v)
-		return v, err
+		return decodeFresh[T](e)
 	}
-	c.once.Do(func() {
-		var v T
-		if err := c.decode(e.Data, &v); err != nil {
-			c.err = Errorf(EINTERNAL, "decode %s %s: %v", e.Type, e.ID, err)
+	if !c.done.Load() {
+		c.mu.Lock()
+		if !c.done.Load() {
+			v := new(T)
+			if err := c.decode(e.Data, v); err != nil {
+				c.err = Errorf(EINTERNAL, "decode %s %s: %v", e.Type, e.ID, err)
+			}
+			c.v = v
+			c.done.Store(true)
 		}
-		c.v = v
-	})
-	if c.err != nil {
-		var zero T
-		return zero, c.err
+		c.mu.Unlock()
 	}
-	v, ok := c.v.(T)
-	if !ok { // read as another payload type before: decode afresh
-		err := decodeData(e, &v)
-		return v, err
+	if c.err != nil {
+		return nil, c.err
+	}
+	if p, ok := c.v.(*T); ok {
+		return p, nil
+	}
+	return decodeFresh[T](e) // read as another payload type before
+}
+
+// decodeFresh decodes e's data as T without the cache.
+func decodeFresh[T any](e Event) (*T, error) {
+	v := new(T)
+	if err := decodeData(e, v); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
