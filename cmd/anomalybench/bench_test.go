@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -43,10 +44,15 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 			if err := cfg.validate(); err != nil {
 				t.Fatal(err)
 			}
+			cfg.ClientProcs = 1
+			procs := runtime.GOMAXPROCS(0)
 			var progress bytes.Buffer
 			rep, err := Run(context.Background(), cfg, &progress)
 			if err != nil {
 				t.Fatalf("%v\nprogress:\n%s", err, progress.String())
+			}
+			if got := runtime.GOMAXPROCS(0); got != procs || rep.ClientProcs != 1 || rep.GOMAXPROCS != procs {
+				t.Errorf("GOMAXPROCS %d after the run (report: clients %d, in process %d), want %d restored", got, rep.ClientProcs, rep.GOMAXPROCS, procs)
 			}
 			var text bytes.Buffer
 			if err := rep.WriteText(&text); err != nil {
@@ -166,6 +172,7 @@ func TestParseFlagsRefusesContradictions(t *testing.T) {
 		{"--anomalies", "0"},
 		{"--rate", "-1"},
 		{"--clients", "0"},
+		{"--client-procs", "0"},
 		{"--target", "http://127.0.0.1:1", "--key", "k", "--tenant", "t", "--restart"},
 		{"--target", "http://127.0.0.1:1", "--key", "k", "--tenant", "t", "--data-dir", "/nonexistent-anomalybench"},
 		{"--data-dir", "."},

@@ -61,7 +61,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	defer cancel()
 	rep := &Report{
 		Target: cfg.Target, Server: "external", Tenants: cfg.Tenants, Agents: cfg.agents(), Anomalies: cfg.Anomalies,
-		Clients: cfg.Clients, Rate: cfg.Rate, NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Clients: cfg.Clients, Rate: cfg.Rate, NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), ClientProcs: cfg.ClientProcs,
 	}
 	natsURL := cfg.NATSURL
 	tenants := []tenantKey{{tenant: cfg.Tenant, key: cfg.Key}}
@@ -189,6 +189,7 @@ func measureRestart(ctx context.Context, bin, dataDir string, rep *Report, progr
 // runLoad runs the HTTP phases against the server at rep.Target and, when
 // natsURL is known, measures the delay of the effects they cause.
 func runLoad(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, natsURL string, progress io.Writer) error {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(cfg.ClientProcs))
 	var w *watcher
 	if natsURL != "" {
 		var err error

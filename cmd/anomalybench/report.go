@@ -21,6 +21,9 @@ type Report struct {
 	Rate       float64 `json:"rate"` // resolves per second asked for, 0: unpaced
 	NumCPU     int     `json:"num_cpu"`
 	GOMAXPROCS int     `json:"gomaxprocs"`
+	// ClientProcs is GOMAXPROCS during the HTTP phases, GOMAXPROCS the one of
+	// the raw and in-process phases.
+	ClientProcs int `json:"client_procs"`
 
 	Phases  []*PhaseResult  `json:"phases"`
 	Effects []*EffectResult `json:"effects"`
@@ -173,8 +176,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Rate > 0 {
 		rate = fmt.Sprintf("%g resolves/s", r.Rate)
 	}
-	fmt.Fprintf(w, "anomalybench: %s anomalyd at %s; %d anomalies, %d agents, %d tenants, %d clients, resolves %s; %d CPUs, GOMAXPROCS %d\n\n",
-		r.Server, r.Target, r.Anomalies, r.Agents, r.Tenants, r.Clients, rate, r.NumCPU, r.GOMAXPROCS)
+	fmt.Fprintf(w, "anomalybench: %s anomalyd at %s; %d anomalies, %d agents, %d tenants, %d clients, resolves %s; %d CPUs; GOMAXPROCS %d for the HTTP clients, %d in process\n\n",
+		r.Server, r.Target, r.Anomalies, r.Agents, r.Tenants, r.Clients, rate, r.NumCPU, r.ClientProcs, r.GOMAXPROCS)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tcount\tok\terrors\tduration s\tops/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
