@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,6 +146,8 @@ func TestStoreRejectsUnsafeSubjectTokens(t *testing.T) {
 		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: ">"},
 		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: ""},
 		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: "a b"},
+		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: "é"},
+		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: strings.Repeat("x", 129)},
 	} {
 		t.Run(id.String(), func(t *testing.T) {
 			if _, err := store.ReadStream(ctx, id, 0); domain.ErrorCode(err) != domain.EINVALID {
@@ -154,6 +157,29 @@ func TestStoreRejectsUnsafeSubjectTokens(t *testing.T) {
 				t.Errorf("Append = %v, want %s", err, domain.EINVALID)
 			}
 		})
+	}
+}
+
+func TestNewRejectsUnsafeStreamNamesAndPrefixes(t *testing.T) {
+	nc := connectInProcess(t, startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}))
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []jetstream.Config{
+		{Stream: "EVENTS.ALL"},
+		{Stream: "EVENTS*"},
+		{Stream: strings.Repeat("S", 256)},
+		{SubjectPrefix: "anomalyd..events"},
+		{SubjectPrefix: "anomalyd.>"},
+		{SubjectPrefix: "anomalyd." + strings.Repeat("p", 129)},
+	} {
+		if _, err := jetstream.New(t.Context(), js, cfg); domain.ErrorCode(err) != domain.EINVALID {
+			t.Errorf("New(%+v) = %v, want %s", cfg, err, domain.EINVALID)
+		}
+	}
+	if _, err := jetstream.New(t.Context(), js, jetstream.Config{Stream: strings.Repeat("S", 255), SubjectPrefix: "a-b_C." + strings.Repeat("p", 128)}); err != nil {
+		t.Errorf("New with the longest names = %v", err)
 	}
 }
 
