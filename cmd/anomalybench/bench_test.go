@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +78,17 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 				if p.Throughput <= 0 {
 					t.Errorf("%s: throughput %v", name, p.Throughput)
 				}
+				// Only the paced resolves are measured from their schedule too,
+				// and waiting can only add to each request's time.
+				switch s := p.FromSchedule; {
+				case (name == "resolve" && tc.rate > 0) != (s != nil):
+					t.Errorf("%s at rate %v: latency from schedule %+v", name, tc.rate, s)
+				case s != nil:
+					checkOrdered(t, name+" latency from schedule", *s, 200)
+					if s.P50 < p.Latency.P50 || s.P99 < p.Latency.P99 || s.Max < p.Latency.Max {
+						t.Errorf("%s: from schedule %+v is below from send %+v", name, *s, p.Latency)
+					}
+				}
 			}
 			// Every resolve finds the state the server kept from the report.
 			if p := rep.Phase("resolve"); p == nil || p.ServerKept == nil || *p.ServerKept != 200 || p.ServerLoads == nil || *p.ServerLoads != 0 {
@@ -128,6 +140,30 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 				t.Errorf("JSON report does not read back: %v\n%s", err, js.String())
 			}
 		})
+	}
+}
+
+func TestPacedPhaseCountsTheWaitForAFreeClient(t *testing.T) {
+	// Two clients, each request 5 ms, due 1,000 a second: at most 400 a
+	// second can start on time, so most wait for a client past their due time.
+	p := newPhase("paced", 50, 2, 1000)
+	p.run(t.Context(), io.Discard, func(ctx context.Context, i int) (string, string) {
+		time.Sleep(5 * time.Millisecond)
+		return "", ""
+	})
+	r := p.result()
+	if r.OK != 50 || r.FromSchedule == nil {
+		t.Fatalf("ok %d, from schedule %+v; want 50 and percentiles", r.OK, r.FromSchedule)
+	}
+	if r.LateStarts < 25 || r.FromSchedule.Max < r.Latency.Max+10 {
+		t.Errorf("%d late starts, max %.1f ms from schedule against %.1f ms from send; want most late, and the wait counted",
+			r.LateStarts, r.FromSchedule.Max, r.Latency.Max)
+	}
+
+	unpaced := newPhase("unpaced", 10, 2, 0)
+	unpaced.run(t.Context(), io.Discard, func(context.Context, int) (string, string) { return "", "" })
+	if r := unpaced.result(); r.FromSchedule != nil || r.LateStarts != 0 {
+		t.Errorf("unpaced phase: from schedule %+v, %d late", r.FromSchedule, r.LateStarts)
 	}
 }
 

@@ -96,18 +96,21 @@ not measured and the raw ceiling runs on an embedded JetStream.
 The report (a table, or --json) gives per phase the operations completed,
 succeeded and failed (failures by HTTP status or transport error), the
 duration, successful operations per second, and latency percentiles from the
-sorted samples (send to response read). While it is the HTTP client, this
-process runs on --client-procs CPUs (GOMAXPROCS), so that it leaves the rest
-of the machine to the server; the raw and in-process phases, where it is the
-server, run on all of them. "where the time goes" puts the
-client's mean latency beside the server's (mean handler time, from its
-/metrics), the CPU seconds of the server (its /metrics) and of this process,
-CPU per operation and cores busy. An effect's delay is its arrival on a core
-NATS subscription minus the moment the response to the command that caused it
-was read; "early" effects arrived before that and count as 0 ms; effects/s is
-their pace from the first arrival to the last. The resolves start once the
-reports' effects have arrived (or --effect-wait passed), so that the resolves'
-effects do not queue behind them.
+sorted samples (send to response read). With --rate, the resolves are also
+measured from each one's due time, so that a request that had to wait for a
+free client counts that wait too (without it, a stalled server would slow the
+clients down and hide its own delay), and the report says how many were sent
+over 1 ms late. While it is the HTTP client, this process runs on
+--client-procs CPUs (GOMAXPROCS), so that it leaves the rest of the machine to
+the server; the raw and in-process phases, where it is the server, run on all
+of them. "where the time goes" puts the client's mean latency beside the
+server's (mean handler time, from its /metrics), the CPU seconds of the server
+(its /metrics) and of this process, CPU per operation and cores busy. An
+effect's delay is its arrival on a core NATS subscription minus the moment the
+response to the command that caused it was read; "early" effects arrived
+before that and count as 0 ms; effects/s is their pace from the first arrival
+to the last. The resolves start once the reports' effects have arrived (or
+--effect-wait passed), so that the resolves' effects do not queue behind them.
 
 Every phase stops at its count or at --max-duration, whichever comes first.
 The exit status is 1 when a run was cut short, had errors or missed effects.

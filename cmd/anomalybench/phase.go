@@ -25,8 +25,12 @@ type phase struct {
 	rate    float64 // operations per second, 0: unpaced
 
 	latency []time.Duration // send → response read, per operation
-	done    []time.Time     // completion time of each successful operation
-	ok      []bool
+	// late is, in a paced phase, how long after its due time each operation
+	// was sent because every client was still busy: the wait that latency
+	// alone leaves out (coordinated omission).
+	late []time.Duration
+	done []time.Time // completion time of each successful operation
+	ok   []bool
 
 	started  atomic.Int64 // operations handed out
 	finished atomic.Int64 // operations completed, successfully or not
@@ -43,7 +47,7 @@ type phase struct {
 func newPhase(name string, n, workers int, rate float64) *phase {
 	return &phase{
 		name: name, n: n, workers: min(workers, max(n, 1)), rate: rate,
-		latency: make([]time.Duration, n), done: make([]time.Time, n), ok: make([]bool, n),
+		latency: make([]time.Duration, n), late: make([]time.Duration, n), done: make([]time.Time, n), ok: make([]bool, n),
 		errors: map[string]int{}, samples: map[string]string{},
 	}
 }
@@ -66,10 +70,14 @@ func (p *phase) run(ctx context.Context, progress io.Writer, fn op) {
 				if i >= p.n {
 					return
 				}
-				if !p.pace(ctx, i) {
+				due, ok := p.pace(ctx, i)
+				if !ok {
 					return
 				}
 				start := time.Now()
+				if !due.IsZero() {
+					p.late[i] = max(start.Sub(due), 0)
+				}
 				kind, msg := fn(ctx, i)
 				end := time.Now()
 				if kind != "" && ctx.Err() != nil {
@@ -90,24 +98,24 @@ func (p *phase) run(ctx context.Context, progress io.Writer, fn op) {
 	p.cpu = selfCPU() - cpu
 }
 
-// pace waits until operation i is due at the phase's rate, and reports
-// whether it may run.
-func (p *phase) pace(ctx context.Context, i int) bool {
+// pace waits until operation i is due at the phase's rate, and returns when
+// it was due (zero when unpaced) and whether it may run.
+func (p *phase) pace(ctx context.Context, i int) (time.Time, bool) {
 	if p.rate <= 0 {
-		return true
+		return time.Time{}, true
 	}
 	due := p.begin.Add(time.Duration(float64(i) / p.rate * float64(time.Second)))
 	wait := time.Until(due)
 	if wait <= 0 {
-		return true
+		return due, true
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
+		return due, true
 	case <-ctx.Done():
-		return false
+		return due, false
 	}
 }
 
@@ -158,10 +166,22 @@ func (p *phase) result() *PhaseResult {
 	defer p.mu.Unlock()
 	r := &PhaseResult{Name: p.name, Planned: p.n, Errors: map[string]int{}, ErrorSamples: map[string]string{}}
 	samples := make([]time.Duration, 0, p.n)
+	var scheduled []time.Duration
 	for i := range p.n {
-		if p.ok[i] {
-			samples = append(samples, p.latency[i])
+		if !p.ok[i] {
+			continue
 		}
+		samples = append(samples, p.latency[i])
+		if p.rate > 0 {
+			scheduled = append(scheduled, p.late[i]+p.latency[i])
+			if p.late[i] > lateStart {
+				r.LateStarts++
+			}
+		}
+	}
+	if p.rate > 0 {
+		l := percentiles(scheduled)
+		r.FromSchedule = &l
 	}
 	r.Count = int(p.finished.Load())
 	r.OK = len(samples)
@@ -181,6 +201,10 @@ func (p *phase) result() *PhaseResult {
 	r.BenchCPUSeconds = p.cpu.Seconds()
 	return r
 }
+
+// lateStart is how far past its due time a paced operation must start to
+// count as late: more than a timer's wake-up ever takes.
+const lateStart = time.Millisecond
 
 // percentiles sorts samples and returns the nearest-rank p50, p90, p99 and
 // the maximum, in milliseconds; all zero without samples.

@@ -68,6 +68,12 @@ type PhaseResult struct {
 	Seconds      float64           `json:"seconds"`
 	Throughput   float64           `json:"throughput"`
 	Latency      Latency           `json:"latency_ms"`
+	// FromSchedule, for a paced phase, measures each operation from when it
+	// was due instead of when it was sent, so that the time a request waited
+	// for a free client counts too; LateStarts counts the operations sent
+	// more than a millisecond after they were due.
+	FromSchedule *Latency `json:"latency_from_schedule_ms,omitempty"`
+	LateStarts   int      `json:"late_starts,omitempty"`
 	// BenchCPUSeconds is the CPU time of this process during the phase: the
 	// clients, and for the raw phases the embedded NATS server too.
 	BenchCPUSeconds float64 `json:"bench_cpu_seconds"`
@@ -189,6 +195,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		return err
 	}
 	for _, p := range r.Phases {
+		if s := p.FromSchedule; s != nil {
+			fmt.Fprintf(w, "  %s from each request's due time: p50 %.2f, p90 %.2f, p99 %.2f, max %.2f ms; %d of %d sent over 1 ms late\n",
+				p.Name, s.P50, s.P90, s.P99, s.Max, p.LateStarts, p.OK)
+		}
 		for _, kind := range slices.Sorted(maps.Keys(p.Errors)) {
 			fmt.Fprintf(w, "  %s errors: %d × %s, e.g. %.200s\n", p.Name, p.Errors[kind], kind, strings.TrimSpace(p.ErrorSamples[kind]))
 		}
