@@ -203,7 +203,7 @@ func (p *phase) result() *PhaseResult {
 }
 
 // lateStart is how far past its due time a paced operation must start to
-// count as late: more than a timer's wake-up ever takes.
+// count as late: more than a timer's wake-up normally takes.
 const lateStart = time.Millisecond
 
 // percentiles sorts samples and returns the nearest-rank p50, p90, p99 and
