@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unique"
 
 	"github.com/google/uuid"
 )
@@ -58,8 +59,8 @@ func (s *AnomalyState) Apply(e Event) error {
 			return err
 		}
 		*s = AnomalyState{
-			ID: d.AnomalyID, Tenant: e.TenantID, AgentID: d.AgentID, AnomalyType: d.AnomalyType,
-			Severity: d.Severity, Description: d.Description, Details: d.Details, Status: StatusOpen,
+			ID: d.AnomalyID, Tenant: interned(e.TenantID), AgentID: d.AgentID, AnomalyType: interned(d.AnomalyType),
+			Severity: interned(d.Severity), Description: d.Description, Details: d.Details, Status: StatusOpen,
 			AutoResponse: d.AutoResponse, ReferencesAnomalyID: d.ReferencesAnomalyID,
 			CreatedAt: e.OccurredAt, UpdatedAt: e.OccurredAt,
 		}
@@ -77,8 +78,8 @@ func (s *AnomalyState) Apply(e Event) error {
 		if err != nil {
 			return err
 		}
-		at := e.OccurredAt
-		s.Status, s.Resolution, s.ResolvedBy = StatusResolved, d.Resolution, &d.ResolvedBy
+		at, by := e.OccurredAt, interned(d.ResolvedBy)
+		s.Status, s.Resolution, s.ResolvedBy = StatusResolved, interned(d.Resolution), &by
 		if d.Notes != nil {
 			s.Notes = d.Notes
 		}
@@ -96,6 +97,12 @@ func (s *AnomalyState) Apply(e Event) error {
 	s.Version, s.Hash = e.Version, e.Hash
 	return nil
 }
+
+// interned returns the one shared copy of s. A state keeps a few strings that
+// take few distinct values (tenant, type, severity, resolution, actor); the
+// read models keep a state per anomaly, and every copy would be a heap object
+// for each garbage collection to mark.
+func interned[S ~string](s S) S { return S(unique.Make(string(s)).Value()) }
 
 func decodeData(e Event, v any) error {
 	if err := json.Unmarshal(e.Data, v); err != nil {

@@ -4,6 +4,7 @@ import (
 	stdjson "encoding/json"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/segmentio/encoding/json"
 
@@ -37,7 +38,9 @@ func MarshalEvent(e domain.Event) ([]byte, error) {
 // a sixth of the time a replay spent decoding. Only the hash and the tenant,
 // which the read models keep for as long as the aggregate lives, get memory of
 // their own, so that a read model does not keep every event's bytes alive;
-// the data's payload is decoded into memory of its own as well.
+// the data's payload is decoded into memory of its own as well. The tenant is
+// interned: every event of a tenant shares one copy, which is one heap object
+// less per anomaly and per agent for each garbage collection to mark.
 func UnmarshalEvent(b []byte) (domain.Event, error) {
 	var e envelope
 	r, err := json.Parse(b, &e, json.ZeroCopy)
@@ -59,7 +62,7 @@ func UnmarshalEvent(b []byte) (domain.Event, error) {
 			return domain.Event{}, domain.Errorf(domain.EINTERNAL, "decode event: %v", err)
 		}
 	}
-	w.Hash, w.TenantID = strings.Clone(w.Hash), strings.Clone(w.TenantID)
+	w.Hash, w.TenantID = strings.Clone(w.Hash), unique.Make(w.TenantID).Value()
 	return domain.RestoreEvent(*w, json.Unmarshal)
 }
 
