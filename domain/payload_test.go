@@ -81,16 +81,3 @@ func TestPayloadDecodeFailureReachesEveryReader(t *testing.T) {
 		}
 	}
 }
-
-func TestPayloadOfReplacedDataIsDecodedAfresh(t *testing.T) {
-	e := restored(t, given(t, domain.SeverityHigh, domain.ResolutionMitigated)[1], json.Unmarshal)
-	if _, err := domain.DataOf[domain.AnomalyResolved](e); err != nil {
-		t.Fatal(err)
-	}
-	e.Data = json.RawMessage(`{"anomaly_id":"` + anomalyID.String() + `","agent_id":"` + agentID.String() +
-		`","resolution":"accepted_risk","notes":null,"resolved_by":"key_bob"}`)
-	d, err := domain.DataOf[domain.AnomalyResolved](e)
-	if err != nil || d.Resolution != domain.ResolutionAcceptedRisk || d.ResolvedBy != "key_bob" {
-		t.Fatalf("DataOf = %+v, %v; want the replaced data", d, err)
-	}
-}
