@@ -104,13 +104,6 @@ func (s *AnomalyState) Apply(e Event) error {
 // for each garbage collection to mark.
 func interned[S ~string](s S) S { return S(unique.Make(string(s)).Value()) }
 
-func decodeData(e Event, v any) error {
-	if err := json.Unmarshal(e.Data, v); err != nil {
-		return Errorf(EINTERNAL, "decode %s %s: %v", e.Type, e.ID, err)
-	}
-	return nil
-}
-
 // Anomaly is the aggregate: its folded state and the events recorded by the
 // commands called on it since it was loaded.
 type Anomaly struct {

@@ -36,14 +36,14 @@ func HashEvent(e Event) string {
 	// event.
 	var scratch [64]byte
 	b := make([]byte, 0, 320+len(e.TenantID)+len(e.Stream.ID)+len(e.Actor.ID)+len(payload))
-	if schema == 0 {
-		b = appendField(b, hashDomainV1)
-		b = appendField(b, e.ID.String())
-		b = appendField(b, e.Type)
-	} else {
-		b = appendField(b, hashDomainV2)
-		b = appendField(b, e.ID.String())
-		b = appendField(b, e.Type)
+	tag := hashDomainV1
+	if schema != 0 {
+		tag = hashDomainV2
+	}
+	b = appendField(b, tag)
+	b = appendField(b, e.ID.String())
+	b = appendField(b, e.Type)
+	if schema != 0 { // v1 has no schema version field
 		b = appendField(b, strconv.AppendInt(scratch[:0], int64(schema), 10))
 	}
 	b = appendField(b, e.TenantID)

@@ -63,10 +63,7 @@ func payloadPtr[T any](e Event) (*T, error) {
 		c.mu.Lock()
 		if !c.done.Load() {
 			v := new(T)
-			if err := c.decode(e.Data, v); err != nil {
-				c.err = Errorf(EINTERNAL, "decode %s %s: %v", e.Type, e.ID, err)
-			}
-			c.v = v
+			c.v, c.err = v, decodeWith(c.decode, e, v)
 			c.done.Store(true)
 		}
 		c.mu.Unlock()
@@ -80,13 +77,22 @@ func payloadPtr[T any](e Event) (*T, error) {
 	return decodeFresh[T](e) // read as another payload type before
 }
 
-// decodeFresh decodes e's data as T without the cache.
+// decodeFresh decodes e's data as T without the cache, with encoding/json.
 func decodeFresh[T any](e Event) (*T, error) {
 	v := new(T)
-	if err := decodeData(e, v); err != nil {
+	if err := decodeWith(json.Unmarshal, e, v); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// decodeWith decodes e's data into v with decode. It returns an
+// INTERNAL_ERROR *Error when the data does not decode.
+func decodeWith(decode DataDecoder, e Event, v any) error {
+	if err := decode(e.Data, v); err != nil {
+		return Errorf(EINTERNAL, "decode %s %s: %v", e.Type, e.ID, err)
+	}
+	return nil
 }
 
 // sameBytes reports whether a and b are the same slice of the same memory,
