@@ -181,8 +181,8 @@ func (r *Runner) WaitFor(ctx context.Context, pos uint64) error {
 		return nil
 	}
 	if r.failed != nil {
-		r.mu.Unlock()
-		return fmt.Errorf("%w: %s: %v", ErrStopped, r.name, r.failed)
+		defer r.mu.Unlock()
+		return r.failedLocked()
 	}
 	w := waiter{pos: pos, ch: make(chan struct{})}
 	i, _ := slices.BinarySearchFunc(r.waiting, pos, func(w waiter, pos uint64) int { return cmp.Compare(w.pos, pos) })
@@ -195,7 +195,7 @@ func (r *Runner) WaitFor(ctx context.Context, pos uint64) error {
 		if r.pos >= pos {
 			return nil
 		}
-		return fmt.Errorf("%w: %s: %v", ErrStopped, r.name, r.failed)
+		return r.failedLocked()
 	case <-ctx.Done():
 		r.forget(w)
 		return ctx.Err()
@@ -203,6 +203,11 @@ func (r *Runner) WaitFor(ctx context.Context, pos uint64) error {
 		r.forget(w)
 		return fmt.Errorf("%w: %s", ErrStopped, r.name)
 	}
+}
+
+// failedLocked is WaitFor's error once the projector has failed. r.mu is held.
+func (r *Runner) failedLocked() error {
+	return fmt.Errorf("%w: %s: %v", ErrStopped, r.name, r.failed)
 }
 
 // forget removes a waiter that gave up, unless an advance took it already.
