@@ -130,22 +130,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 			return nil, err
 		}
 		rep.Phases = append(rep.Phases, raw...)
-		resolve, pub, rw := rep.Phase("resolve"), rep.Phase("raw-publish"), rep.Phase("raw-read-write")
-		if resolve != nil && pub != nil && rw != nil && pub.Throughput > 0 && rw.Throughput > 0 {
-			rep.Ratios = &Ratios{
-				ResolveOverRawPublish:   resolve.Throughput / pub.Throughput,
-				ResolveOverRawReadWrite: resolve.Throughput / rw.Throughput,
-			}
-		}
-		inReport, inResolve := rep.Phase("in-process-report"), rep.Phase("in-process-resolve")
-		if pub != nil && rw != nil && inReport != nil && inResolve != nil && pub.Throughput > 0 && rw.Throughput > 0 {
-			if rep.Ratios == nil {
-				rep.Ratios = &Ratios{}
-			}
-			rep.Ratios.InProcessReportOverRawPublish = inReport.Throughput / pub.Throughput
-			rep.Ratios.InProcessResolveOverRawPublish = inResolve.Throughput / pub.Throughput
-			rep.Ratios.InProcessResolveOverRawReadWrite = inResolve.Throughput / rw.Throughput
-		}
+		rep.Ratios = ratios(rep)
 	}
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
@@ -154,6 +139,29 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		rep.Problems = append(rep.Problems, "interrupted")
 	}
 	return rep, nil
+}
+
+// ratios relates the phases' throughputs to the raw ceiling; nil when no
+// ratio can be formed (a phase is missing or the ceiling measured nothing).
+func ratios(rep *Report) *Ratios {
+	pub, rw := rep.Phase("raw-publish"), rep.Phase("raw-read-write")
+	over := func(name string, ceiling *PhaseResult) float64 {
+		p := rep.Phase(name)
+		if p == nil || ceiling == nil || ceiling.Throughput <= 0 {
+			return 0
+		}
+		return p.Throughput / ceiling.Throughput
+	}
+	r := Ratios{
+		ResolveOverRawPublish: over("resolve", pub), ResolveOverRawReadWrite: over("resolve", rw),
+		InProcessReportOverRawPublish:    over("in-process-report", pub),
+		InProcessResolveOverRawPublish:   over("in-process-resolve", pub),
+		InProcessResolveOverRawReadWrite: over("in-process-resolve", rw),
+	}
+	if r == (Ratios{}) {
+		return nil
+	}
+	return &r
 }
 
 // measureRestart starts bin again on the log in dataDir and times its start:
