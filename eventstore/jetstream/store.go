@@ -249,10 +249,10 @@ func (s *Store) ReadStream(ctx context.Context, stream domain.StreamID, after ui
 // <prefix>.>, and a filter, even that one, costs the server a subject match per
 // message (about 4 % of a replay's CPU). A message outside it, possible only in
 // a stream whose prefix an operator changed, is skipped here, as ReadStream
-// never sees it either. It
-// returns ctx.Err() when ctx ends, fn's error when fn fails, an INTERNAL_ERROR
-// *domain.Error for a stored event it cannot decode, and a wrapped NATS error
-// when the consumer fails (for instance after a long loss of the connection).
+// never sees it either. It returns ctx.Err() when ctx ends, fn's error when fn
+// fails, an INTERNAL_ERROR *domain.Error for a stored event it cannot decode,
+// and a wrapped NATS error when the consumer fails (for instance after a long
+// loss of the connection).
 func (s *Store) Subscribe(ctx context.Context, from uint64, fn func(eventstore.Recorded) error) error {
 	cfg := njs.OrderedConsumerConfig{
 		DeliverPolicy:    njs.DeliverAllPolicy,
@@ -283,12 +283,12 @@ func (s *Store) Subscribe(ctx context.Context, from uint64, fn func(eventstore.R
 		if err != nil {
 			return fail(ctx, "subscribe", err)
 		}
+		if !s.ours(m.Subject()) {
+			continue
+		}
 		md, err := m.Metadata()
 		if err != nil {
 			return fail(ctx, "subscribe: metadata", err)
-		}
-		if !s.ours(m.Subject()) {
-			continue
 		}
 		ev, err := eventstore.UnmarshalEvent(m.Data())
 		if err != nil {
