@@ -9,11 +9,15 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
+	"unicode/utf8"
 
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
+	sjson "github.com/segmentio/encoding/json"
 )
 
 // MaxBodyBytes is the largest request body accepted; larger ones get 413.
@@ -23,16 +27,67 @@ const MaxBodyBytes = 64 << 10
 // MaxBodyBytes, no unknown fields, exactly one value. Its errors are 415, 413 or
 // INVALID_INPUT.
 func decodeJSON(r *http.Request, v any) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return &statusError{status: http.StatusUnsupportedMediaType,
-			err: domain.Errorf(domain.EINVALID, "Content-Type must be application/json")}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return &statusError{status: http.StatusUnsupportedMediaType,
+				err: domain.Errorf(domain.EINVALID, "Content-Type must be application/json")}
+		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
 	if err != nil {
 		return jsonError(err)
 	}
-	if err := checkObjectKeys(body, v); err != nil {
+	names := jsonNames(v)
+	if plainObject(body, names) && sjson.Unmarshal(body, v) == nil {
+		return nil
+	}
+	reflect.ValueOf(v).Elem().SetZero() // what a failed fast decode may have set
+	return decodeStrict(body, v, names)
+}
+
+// plainObject reports whether the strict decode would find nothing to refuse
+// in body's shape, so that a plain decode reads it as the strict one would:
+// body is valid JSON (to encoding/json) in ASCII without escapes, which every
+// parser reads alike, and an object whose keys are each one of names, once.
+// Such a body is decoded with segmentio/encoding/json, which reads it as
+// encoding/json does (a differential fuzz target checks it) in a fraction of
+// the time. A body it does not vouch for, or that does not decode, takes
+// decodeStrict, which walks it token by token and words the error. That walk
+// took 14 µs and 76 allocations for a report's body.
+func plainObject(body []byte, names []string) bool {
+	for _, c := range body {
+		if c >= utf8.RuneSelf || c == '\\' {
+			return false
+		}
+	}
+	if !json.Valid(body) {
+		return false
+	}
+	var t sjson.Tokenizer
+	t.Reset(body)
+	defer t.Reset(nil) // returns its stack to the pool
+	if !t.Next() || t.Delim != '{' {
+		return false
+	}
+	var seen uint64
+	for t.Next() {
+		if t.Depth != 1 || !t.IsKey {
+			continue
+		}
+		i := slices.Index(names, string(t.Value[1:len(t.Value)-1]))
+		if i < 0 || seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+	}
+	return t.Err == nil
+}
+
+// decodeStrict is decodeJSON's decode of any body: the keys checked first, then
+// encoding/json with unknown fields refused and nothing after the value.
+func decodeStrict(body []byte, v any, names []string) error {
+	if err := checkObjectKeys(body, names); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -50,10 +105,10 @@ func decodeJSON(r *http.Request, v any) error {
 }
 
 // checkObjectKeys makes the body a JSON object whose keys are, exactly and
-// once each, json names of v's fields. encoding/json alone would accept null,
-// match "RESOLUTION" to "resolution" and let the last of two duplicates win:
-// two parsers of one request must never read it differently.
-func checkObjectKeys(body []byte, v any) error {
+// once each, among names. encoding/json alone would accept null, match
+// "RESOLUTION" to "resolution" and let the last of two duplicates win: two
+// parsers of one request must never read it differently.
+func checkObjectKeys(body []byte, names []string) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	tok, err := dec.Token()
 	if err != nil {
@@ -62,7 +117,6 @@ func checkObjectKeys(body []byte, v any) error {
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return domain.Errorf(domain.EINVALID, "request body must be a JSON object")
 	}
-	known := jsonNames(v)
 	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
@@ -70,7 +124,7 @@ func checkObjectKeys(body []byte, v any) error {
 			return jsonError(err)
 		}
 		key, _ := tok.(string)
-		if !known[key] {
+		if !slices.Contains(names, key) {
 			return &domain.Error{Code: domain.EINVALID, Message: fmt.Sprintf("unknown field %q", key),
 				Details: map[string]any{"field": key}}
 		}
@@ -87,17 +141,28 @@ func checkObjectKeys(body []byte, v any) error {
 	return nil
 }
 
-// jsonNames returns the json names of the fields of the struct v points to.
-func jsonNames(v any) map[string]bool {
+// fieldNames caches jsonNames by type: request types are few and fixed.
+var fieldNames sync.Map // reflect.Type → []string
+
+// jsonNames returns the json names of the fields of the struct v points to, at
+// most 64 (plainObject keeps a bit per name).
+func jsonNames(v any) []string {
 	t := reflect.TypeOf(v).Elem()
-	out := make(map[string]bool, t.NumField())
+	if names, ok := fieldNames.Load(t); ok {
+		return names.([]string)
+	}
+	var names []string
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		if name != "" && name != "-" {
-			out[name] = true
+			names = append(names, name)
 		}
 	}
-	return out
+	if len(names) > 64 {
+		panic(fmt.Sprintf("request type %v has more than 64 fields", t))
+	}
+	fieldNames.Store(t, names)
+	return names
 }
 
 func jsonError(err error) error {
