@@ -78,7 +78,7 @@ func (s *Service) meta(ctx context.Context, p domain.Principal) domain.Meta {
 	if !ok {
 		id = s.newID()
 	}
-	return domain.Meta{EventID: id, At: s.now().UTC(), Actor: p.Actor}
+	return domain.Meta{EventID: id, At: s.now().UTC(), Actor: p.Actor, Decode: eventstore.DecodeData}
 }
 
 // Report opens an anomaly for the principal's tenant. A reference to an earlier

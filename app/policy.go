@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
 )
 
 // policyActor is the actor of policy changes that come from configuration.
@@ -26,7 +27,7 @@ func (s *Service) SetPolicy(ctx context.Context, tenant string, p domain.Policy,
 		if err != nil {
 			return false, err
 		}
-		changed, err := t.Change(p, source, domain.Meta{EventID: s.newID(), At: s.now().UTC(), Actor: policyActor})
+		changed, err := t.Change(p, source, domain.Meta{EventID: s.newID(), At: s.now().UTC(), Actor: policyActor, Decode: eventstore.DecodeData})
 		if err != nil || !changed {
 			return false, err
 		}

@@ -176,7 +176,7 @@ func newEvent(m Meta, stream StreamID, version uint64, prev, typ string, data an
 		OccurredAt: m.At.UTC(), Actor: m.Actor, Data: raw, PrevHash: prev,
 	}
 	e.Hash = HashEvent(e)
-	return e.withPayloadCache(nil), nil
+	return e.withPayloadCache(m.Decode), nil
 }
 
 // Meta is what the caller of a command supplies besides its arguments: the id of
@@ -186,4 +186,8 @@ type Meta struct {
 	EventID uuid.UUID
 	At      time.Time
 	Actor   Actor
+	// Decode decodes the data of the events the command records when a fold
+	// reads it (the aggregate's own, right after recording), as a store's
+	// DataDecoder does for the events it returns; nil: encoding/json.
+	Decode DataDecoder
 }

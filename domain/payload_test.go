@@ -81,3 +81,29 @@ func TestPayloadDecodeFailureReachesEveryReader(t *testing.T) {
 		}
 	}
 }
+
+// A command's events decode their data, when a fold reads it, with the decoder
+// its Meta names: the app gives the stores' codec, so that the command side
+// reads a payload as the read models do, and as fast.
+func TestRecordedEventsDecodeWithTheMetasDecoder(t *testing.T) {
+	var calls atomic.Int32
+	m := meta(0)
+	m.Decode = func(data []byte, v any) error {
+		calls.Add(1)
+		return json.Unmarshal(data, v)
+	}
+	a, err := domain.Report(reportCmd(domain.SeverityHigh), domain.DefaultPolicy(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("reporting decoded the new event's data %d times with the Meta's decoder, want once (the aggregate's fold)", n)
+	}
+	d, err := domain.DataOf[domain.AnomalyReported](a.Changes()[0])
+	if err != nil || d.AgentID != a.State().AgentID {
+		t.Fatalf("DataOf on the recorded event = %+v, %v", d, err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("a later read decoded the data again (%d decodes)", n)
+	}
+}

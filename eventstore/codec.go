@@ -63,8 +63,14 @@ func UnmarshalEvent(b []byte) (domain.Event, error) {
 		}
 	}
 	w.Hash, w.TenantID = strings.Clone(w.Hash), unique.Make(w.TenantID).Value()
-	return domain.RestoreEvent(*w, json.Unmarshal)
+	return domain.RestoreEvent(*w, DecodeData)
 }
+
+// DecodeData decodes an event's data into v as encoding/json would, with the
+// stores' codec: the domain.DataDecoder of the events UnmarshalEvent returns,
+// and the one commands give the events they record (domain.Meta), so that a
+// payload is decoded alike on both sides, and fast.
+func DecodeData(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 // misread reports whether segmentio may have misread one of w's numbers.
 // Its integer parser checks overflow by comparing each step with the last, so
