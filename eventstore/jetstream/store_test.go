@@ -148,6 +148,7 @@ func TestStoreRejectsUnsafeSubjectTokens(t *testing.T) {
 		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: "a b"},
 		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: "é"},
 		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: strings.Repeat("x", 129)},
+		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: "x\n"},
 	} {
 		t.Run(id.String(), func(t *testing.T) {
 			if _, err := store.ReadStream(ctx, id, 0); domain.ErrorCode(err) != domain.EINVALID {
@@ -157,6 +158,29 @@ func TestStoreRejectsUnsafeSubjectTokens(t *testing.T) {
 				t.Errorf("Append = %v, want %s", err, domain.EINVALID)
 			}
 		})
+	}
+}
+
+// The characters next to the ranges of [A-Za-z0-9_-] are refused as a token,
+// and every character of the set is taken, up to 128 of them.
+func TestStoreSubjectTokensAreExactlyTheSafeSet(t *testing.T) {
+	ctx := t.Context()
+	nc := connectInProcess(t, startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), DontListen: true}))
+	store := openStore(t, nc)
+	for _, c := range "/:@[`{^.,~" {
+		id := domain.StreamID{Tenant: "acme", Category: domain.CategoryAnomaly, ID: "a" + string(c) + "b"}
+		if _, err := store.ReadStream(ctx, id, 0); domain.ErrorCode(err) != domain.EINVALID {
+			t.Errorf("ReadStream(%q) = %v, want %s", id.ID, err, domain.EINVALID)
+		}
+	}
+	safe := "azAZ09_-" + strings.Repeat("m", 120)
+	for _, id := range []domain.StreamID{
+		{Tenant: "acme", Category: domain.CategoryAnomaly, ID: safe},
+		{Tenant: safe, Category: safe, ID: "x"},
+	} {
+		if _, err := store.Append(ctx, 0, event(id, 1)); err != nil {
+			t.Errorf("Append to %q = %v", id.String(), err)
+		}
 	}
 }
 
