@@ -113,10 +113,16 @@ func (s *Server) withAccessLog(next http.Handler) http.Handler {
 		case rec.status >= 500:
 			level = slog.LevelError
 		}
-		s.logger.LogAttrs(r.Context(), level, "request",
-			slog.String("method", r.Method), slog.String("route", route), slog.Int("status", rec.status),
-			slog.Duration("duration", time.Since(start)), slog.String("tenant", info.tenant),
-			slog.String("principal", info.principal), slog.String("trace_id", traceID(r.Context())))
+		// The record goes to the handler directly: Logger.LogAttrs would also
+		// take the caller's stack for a source the handler never writes, a
+		// quarter of the cost of the line.
+		if h := s.logger.Handler(); h.Enabled(r.Context(), level) {
+			line := slog.NewRecord(time.Now(), level, "request", 0)
+			line.AddAttrs(slog.String("method", r.Method), slog.String("route", route), slog.Int("status", rec.status),
+				slog.Duration("duration", time.Since(start)), slog.String("tenant", info.tenant),
+				slog.String("principal", info.principal), slog.String("trace_id", traceID(r.Context())))
+			_ = h.Handle(r.Context(), line)
+		}
 	})
 }
 
