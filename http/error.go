@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/segmentio/encoding/json"
 
@@ -69,13 +70,24 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, body)
 }
 
+// responseBuffers hold the bodies writeJSON encodes: a writer copies what it
+// is given before Write returns, so a buffer serves the next response.
+var responseBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	buf := responseBuffers.Get().(*[]byte)
+	// The flags of json.Marshal, which encodes as encoding/json does.
+	b, err := json.Append((*buf)[:0], v, json.EscapeHTML|json.SortMapKeys)
 	if err != nil {
 		status = http.StatusInternalServerError
-		b = []byte(`{"code":"INTERNAL_ERROR","message":"internal error","details":{},"trace_id":""}`)
+		b = append(b[:0], `{"code":"INTERNAL_ERROR","message":"internal error","details":{},"trace_id":""}`...)
 	}
+	b = append(b, '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
+	if cap(b) <= 64<<10 { // an unusually large body is not kept
+		*buf = b
+		responseBuffers.Put(buf)
+	}
 }
