@@ -7,9 +7,20 @@ import (
 )
 
 // DefaultCacheSize is how many anomalies a Service keeps the state of by
-// default: a burst of reports on a fleet of ten thousand agents, then their
-// resolves, is decided without reading the streams again.
-const DefaultCacheSize = 16384
+// default: a burst of reports on a fleet of tens of thousands of agents, then
+// their resolves, is decided without reading the streams again.
+const DefaultCacheSize = 65536
+
+// Each kept state counts toward the cache's byte budget, of 1 KiB per state of
+// its size, by its estimated size: stateOverhead for the state and its entry
+// (616 bytes measured for a resolved anomaly with small details), plus its
+// free-text fields and details, which a client chooses (up to 64 KiB of
+// details). So states with small details are bounded by count, and the cache
+// holds at most its size in KiB however large the details are.
+const (
+	stateOverhead = 640
+	bytesPerState = 1024
+)
 
 // anomalyCache keeps the state of anomalies the service loaded from the store
 // (their hash chain checked) or changed itself, so that the next command on
@@ -19,18 +30,37 @@ const DefaultCacheSize = 16384
 // a cached state appends with that state's version, so a stream that moved on
 // (another instance, an event forged behind the service's back) refuses the
 // append, and the command is decided again on a fresh, checked load. Past the
-// limit an arbitrary entry is evicted, which costs one read later.
+// limit or the byte budget an arbitrary entry is evicted, which costs one read
+// later; a state larger than the whole budget is not kept.
 type anomalyCache struct {
 	mu     sync.Mutex
-	limit  int
-	states map[domain.StreamID]domain.AnomalyState
+	limit  int // states
+	budget int // bytes, estimated (stateBytes)
+	bytes  int
+	states map[domain.StreamID]keptState
+}
+
+type keptState struct {
+	state domain.AnomalyState
+	bytes int
 }
 
 func newAnomalyCache(limit int) *anomalyCache {
 	if limit <= 0 {
 		return nil
 	}
-	return &anomalyCache{limit: limit, states: make(map[domain.StreamID]domain.AnomalyState)}
+	return &anomalyCache{limit: limit, budget: limit * bytesPerState, states: make(map[domain.StreamID]keptState)}
+}
+
+// stateBytes estimates the memory a kept state holds.
+func stateBytes(s domain.AnomalyState) int {
+	n := stateOverhead + len(s.Details)
+	for _, text := range []*string{s.Description, s.Assignee, s.Notes, s.DismissReason} {
+		if text != nil {
+			n += len(*text)
+		}
+	}
+	return n
 }
 
 // get returns the cached state of stream. A nil cache holds nothing.
@@ -40,8 +70,8 @@ func (c *anomalyCache) get(stream domain.StreamID) (domain.AnomalyState, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s, ok := c.states[stream]
-	return s, ok
+	k, ok := c.states[stream]
+	return k.state, ok
 }
 
 // put keeps s as the state of stream unless a newer one is kept already (two
@@ -53,18 +83,29 @@ func (c *anomalyCache) put(stream domain.StreamID, s domain.AnomalyState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.states[stream]; ok {
-		if old.Version < s.Version {
-			c.states[stream] = s
+		if old.state.Version >= s.Version {
+			return
 		}
-		return
+		c.remove(stream, old)
 	}
-	if len(c.states) >= c.limit {
-		for k := range c.states {
-			delete(c.states, k)
+	k := keptState{state: s, bytes: stateBytes(s)}
+	if k.bytes > c.budget {
+		return // too large to keep; an older state of the stream went above, as it is behind s
+	}
+	for len(c.states) >= c.limit || c.bytes+k.bytes > c.budget {
+		for stream, old := range c.states {
+			c.remove(stream, old)
 			break
 		}
 	}
-	c.states[stream] = s
+	c.states[stream] = k
+	c.bytes += k.bytes
+}
+
+// remove forgets stream's kept state k; c.mu is held.
+func (c *anomalyCache) remove(stream domain.StreamID, k keptState) {
+	delete(c.states, stream)
+	c.bytes -= k.bytes
 }
 
 // drop forgets stream, whose state is no longer known.
@@ -74,7 +115,9 @@ func (c *anomalyCache) drop(stream domain.StreamID) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.states, stream)
+	if k, ok := c.states[stream]; ok {
+		c.remove(stream, k)
+	}
 }
 
 // len returns how many states are kept.

@@ -99,7 +99,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	fs.Float64Var(&lag, "ready-max-lag", lagDef, "GET /readyz fails while a projection is more than this many store positions behind (env ANOMALYD_READY_MAX_LAG)")
 	cacheDef, cacheErr := envFloat(getenv, "ANOMALYD_COMMAND_CACHE", app.DefaultCacheSize)
 	var cache float64
-	fs.Float64Var(&cache, "command-cache", cacheDef, "anomalies whose state the command side keeps between commands, so that a command on one decides without reading its stream; 0 reads and checks every anomaly's stream before every command (env ANOMALYD_COMMAND_CACHE)")
+	fs.Float64Var(&cache, "command-cache", cacheDef, "anomalies whose state the command side keeps between commands, so that a command on one decides without reading its stream, and at most that many KiB of them; 0 reads and checks every anomaly's stream before every command (env ANOMALYD_COMMAND_CACHE)")
 	rateDef, rateErr := envFloat(getenv, "ANOMALYD_RATE_LIMIT", 2000)
 	fs.Float64Var(&c.RateLimit, "rate-limit", rateDef, "requests per second each tenant may make, sustained; 0 turns the limit off (env ANOMALYD_RATE_LIMIT)")
 	burstDef, burstErr := envFloat(getenv, "ANOMALYD_RATE_BURST", 4000)
