@@ -1,6 +1,7 @@
 package app
 
 import (
+	"math"
 	"sync"
 
 	"github.com/anomalyd/anomalyd/domain"
@@ -35,21 +36,20 @@ const (
 type anomalyCache struct {
 	mu     sync.Mutex
 	limit  int // states
-	budget int // bytes, estimated (stateBytes)
-	bytes  int
-	states map[domain.StreamID]keptState
-}
-
-type keptState struct {
-	state domain.AnomalyState
-	bytes int
+	budget int // bytes, estimated by stateBytes
+	bytes  int // of the kept states
+	states map[domain.StreamID]domain.AnomalyState
 }
 
 func newAnomalyCache(limit int) *anomalyCache {
 	if limit <= 0 {
 		return nil
 	}
-	return &anomalyCache{limit: limit, budget: limit * bytesPerState, states: make(map[domain.StreamID]keptState)}
+	budget := math.MaxInt
+	if limit < math.MaxInt/bytesPerState {
+		budget = limit * bytesPerState
+	}
+	return &anomalyCache{limit: limit, budget: budget, states: make(map[domain.StreamID]domain.AnomalyState)}
 }
 
 // stateBytes estimates the memory a kept state holds.
@@ -70,8 +70,8 @@ func (c *anomalyCache) get(stream domain.StreamID) (domain.AnomalyState, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k, ok := c.states[stream]
-	return k.state, ok
+	s, ok := c.states[stream]
+	return s, ok
 }
 
 // put keeps s as the state of stream unless a newer one is kept already (two
@@ -83,29 +83,29 @@ func (c *anomalyCache) put(stream domain.StreamID, s domain.AnomalyState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.states[stream]; ok {
-		if old.state.Version >= s.Version {
+		if old.Version >= s.Version {
 			return
 		}
 		c.remove(stream, old)
 	}
-	k := keptState{state: s, bytes: stateBytes(s)}
-	if k.bytes > c.budget {
+	n := stateBytes(s)
+	if n > c.budget {
 		return // too large to keep; an older state of the stream went above, as it is behind s
 	}
-	for len(c.states) >= c.limit || c.bytes+k.bytes > c.budget {
+	for len(c.states) > 0 && (len(c.states) >= c.limit || c.bytes+n > c.budget) {
 		for stream, old := range c.states {
 			c.remove(stream, old)
 			break
 		}
 	}
-	c.states[stream] = k
-	c.bytes += k.bytes
+	c.states[stream] = s
+	c.bytes += n
 }
 
-// remove forgets stream's kept state k; c.mu is held.
-func (c *anomalyCache) remove(stream domain.StreamID, k keptState) {
+// remove forgets stream's kept state s; c.mu is held.
+func (c *anomalyCache) remove(stream domain.StreamID, s domain.AnomalyState) {
 	delete(c.states, stream)
-	c.bytes -= k.bytes
+	c.bytes -= stateBytes(s)
 }
 
 // drop forgets stream, whose state is no longer known.
@@ -115,8 +115,8 @@ func (c *anomalyCache) drop(stream domain.StreamID) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k, ok := c.states[stream]; ok {
-		c.remove(stream, k)
+	if s, ok := c.states[stream]; ok {
+		c.remove(stream, s)
 	}
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"math"
 	"testing"
 
 	"github.com/google/uuid"
@@ -72,5 +73,12 @@ func TestAnomalyCacheIsBoundedInBytes(t *testing.T) {
 	c.drop(s)
 	if c.bytes != 0 || c.len() != 0 {
 		t.Fatalf("after the drop the cache counts %d bytes in %d states, want none", c.bytes, c.len())
+	}
+
+	// A size whose budget in bytes would overflow keeps states all the same.
+	c = newAnomalyCache(math.MaxInt)
+	c.put(s, withDetails(1, 1<<10))
+	if _, ok := c.get(s); !ok {
+		t.Fatal("a cache of the largest size keeps nothing")
 	}
 }
