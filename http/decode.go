@@ -54,7 +54,7 @@ func decodeJSON(r *http.Request, v any) error {
 // encoding/json does (a differential fuzz target checks it) in a fraction of
 // the time. A body it does not vouch for, or that does not decode, takes
 // decodeStrict, which walks it token by token and words the error. That walk
-// took 14 µs and 76 allocations for a report's body.
+// took 11 µs and 77 allocations for a report's body (BenchmarkDecodeJSON).
 func plainObject(body []byte, names []string) bool {
 	for _, c := range body {
 		if c >= utf8.RuneSelf || c == '\\' {

@@ -59,7 +59,7 @@ func checkDecodePathsAgree(t *testing.T, body string) {
 	for _, target := range decodeTargets() {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
-		fast := reflect.New(reflect.TypeOf(target).Elem()).Interface()
+		fast := target // a fresh value of its type
 		fastErr := decodeJSON(r, fast)
 		strict := reflect.New(reflect.TypeOf(target).Elem()).Interface()
 		strictErr := decodeStrict([]byte(body), strict, jsonNames(strict))
