@@ -13,13 +13,14 @@ import (
 )
 
 func (s *Server) registerAnomalyRoutes(r v1Routes) {
+	// The commands first, the bursts' two first of all (see NewServer).
 	r.handle(http.MethodPost, "/anomalies", domain.ScopeAnomaliesWrite, s.handleAnomalyReport)
+	r.handle(http.MethodPost, "/anomalies/{anomalyId}/resolve", domain.ScopeAnomaliesResolve, s.handleAnomalyResolve)
+	r.handle(http.MethodPost, "/anomalies/{anomalyId}/investigate", domain.ScopeAnomaliesWrite, s.handleAnomalyInvestigate)
+	r.handle(http.MethodPost, "/anomalies/{anomalyId}/dismiss", domain.ScopeAnomaliesResolve, s.handleAnomalyDismiss)
 	r.handle(http.MethodGet, "/anomalies", domain.ScopeAnomaliesRead, s.handleAnomalyList)
 	r.handle(http.MethodGet, "/anomalies/{anomalyId}", domain.ScopeAnomaliesRead, s.handleAnomalyGet)
 	r.handle(http.MethodGet, "/anomalies/{anomalyId}/events", domain.ScopeAnomaliesRead, s.handleAnomalyEvents)
-	r.handle(http.MethodPost, "/anomalies/{anomalyId}/investigate", domain.ScopeAnomaliesWrite, s.handleAnomalyInvestigate)
-	r.handle(http.MethodPost, "/anomalies/{anomalyId}/resolve", domain.ScopeAnomaliesResolve, s.handleAnomalyResolve)
-	r.handle(http.MethodPost, "/anomalies/{anomalyId}/dismiss", domain.ScopeAnomaliesResolve, s.handleAnomalyDismiss)
 }
 
 // anomalyJSON is the one representation of an anomaly that every endpoint

