@@ -410,7 +410,7 @@ func (s *Store) subject(id domain.StreamID) (string, error) {
 	if !safeName(id.Tenant, 128) || !safeName(id.Category, 128) || !safeName(id.ID, 128) {
 		return "", domain.Errorf(domain.EINVALID, "jetstream: invalid stream id %q", id.String())
 	}
-	return s.prefix + "." + id.Tenant + "." + id.Category + "." + id.ID, nil
+	return s.prefix + "." + id.String(), nil
 }
 
 func (s *Store) cached(subj string) (head, bool) {
