@@ -185,6 +185,34 @@ func (a *AgentContainment) Clone() AgentContainment {
 	return c
 }
 
+// AgentRecord is an AgentContainment as plain data, for a read model kept on
+// disk: r.Containment() of a.Record() folds every later event as a does.
+type AgentRecord struct {
+	Holds     []Hold    `json:"holds"` // as Holds returns them
+	Revoked   bool      `json:"revoked"`
+	Known     bool      `json:"known"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Record returns a as plain data.
+func (a *AgentContainment) Record() AgentRecord {
+	return AgentRecord{Holds: a.Holds(), Revoked: a.revoked, Known: a.known, UpdatedAt: a.updatedAt}
+}
+
+// Containment returns the containment r records, its holds' reasons shared
+// with every other containment's, as those Apply sets are.
+func (r AgentRecord) Containment() AgentContainment {
+	c := AgentContainment{revoked: r.Revoked, known: r.Known, updatedAt: r.UpdatedAt}
+	if len(r.Holds) > 0 {
+		c.holds = make(map[uuid.UUID]Hold, len(r.Holds))
+		for _, h := range r.Holds {
+			h.Reason = interned(h.Reason)
+			c.holds[h.AnomalyID] = h
+		}
+	}
+	return c
+}
+
 // Agent is the aggregate of an agent's manual decisions: restores and
 // revocations. Its stream's version orders concurrent decisions on one agent;
 // what they may do depends on the agent's containment, which the caller folds

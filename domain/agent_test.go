@@ -1,7 +1,9 @@
 package domain_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/anomalyd/anomalyd/domain"
@@ -53,6 +55,24 @@ func runAgent(t *testing.T, steps []step) {
 		if got := domain.AgentStatus(agent.Status()); got != s.wantStat {
 			t.Fatalf("step %d (%+v): status = %s, want %s", i, s, got, s.wantStat)
 		}
+		checkRecord(t, agent)
+	}
+}
+
+// checkRecord checks that c's record, through JSON as a snapshot keeps it,
+// gives c back.
+func checkRecord(t *testing.T, c domain.AgentContainment) {
+	t.Helper()
+	b, err := json.Marshal(c.Record())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r domain.AgentRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if back := r.Containment(); !reflect.DeepEqual(back, c) {
+		t.Fatalf("containment %+v through its record %s is %+v", c.Record(), b, back.Record())
 	}
 }
 

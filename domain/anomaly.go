@@ -104,6 +104,18 @@ func (s *AnomalyState) Apply(e Event) error {
 // for each garbage collection to mark.
 func interned[S ~string](s S) S { return S(unique.Make(string(s)).Value()) }
 
+// Intern makes s share its strings that take few values with every other
+// state, as Apply does, for a state built otherwise (read back from a
+// read model's snapshot).
+func (s *AnomalyState) Intern() {
+	s.Tenant, s.AnomalyType, s.Severity = interned(s.Tenant), interned(s.AnomalyType), interned(s.Severity)
+	s.Status, s.Resolution = interned(s.Status), interned(s.Resolution)
+	if s.ResolvedBy != nil {
+		by := interned(*s.ResolvedBy)
+		s.ResolvedBy = &by
+	}
+}
+
 // Anomaly is the aggregate: its folded state and the events recorded by the
 // commands called on it since it was loaded.
 type Anomaly struct {
