@@ -118,6 +118,17 @@ func (a *AgentsWithEffects) Apply(ctx context.Context, r eventstore.Recorded) er
 	return nil
 }
 
+// StartAfter records that the agents were folded, and every effect of their
+// events stored, up to the event at pos by other means (a snapshot): a detach
+// before the next event hands the publisher's runner that position, and the
+// publisher counts its events as settled. It must be called before Apply.
+func (a *AgentsWithEffects) StartAfter(pos uint64) {
+	a.mu.Lock()
+	a.pos = pos
+	a.mu.Unlock()
+	a.Effects.startAfter(pos)
+}
+
 // Detach detaches the effects publisher now, as a full queue would.
 func (a *AgentsWithEffects) Detach() {
 	a.mu.Lock()

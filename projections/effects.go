@@ -209,6 +209,23 @@ func (p *Effects) settledLocked() uint64 {
 	return p.pending[0] - 1
 }
 
+// startAfter records that every effect of the events up to pos is stored,
+// and reports that position settled.
+func (p *Effects) startAfter(pos uint64) {
+	p.mu.Lock()
+	p.folded = max(p.folded, pos)
+	settled := p.settledLocked()
+	p.mu.Unlock()
+	p.notify(settled)
+}
+
+// Settled returns the position up to which every event's effect is stored.
+func (p *Effects) Settled() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.settledLocked()
+}
+
 // Flush waits until every effect of the events applied so far is stored, or
 // ctx ends (it then returns ctx's error).
 func (p *Effects) Flush(ctx context.Context) error {

@@ -46,8 +46,9 @@ type Runner struct {
 	folded uint64 // the last event Apply returned for; used by Run only
 	settle bool   // proj is a Settler: pos moves with its reports, not with Apply
 
-	mu  sync.Mutex
-	pos uint64 // the last event applied, its work done
+	mu   sync.Mutex
+	pos  uint64   // the last event applied, its work done
+	last EventRef // the last event Apply returned for
 	// waiting are the WaitFor calls not yet answered, by position: an
 	// advance wakes only those it reaches, not every waiter on every event.
 	waiting []waiter
@@ -84,6 +85,9 @@ func (r *Runner) Run(ctx context.Context) error {
 				return &projectorError{err: err, pos: rec.Position}
 			}
 			r.folded = rec.Position
+			r.mu.Lock()
+			r.last = refOf(rec)
+			r.mu.Unlock()
 			if !r.settle {
 				r.advance(rec.Position)
 			}
@@ -130,6 +134,31 @@ func (r *Runner) StartAfter(pos uint64) {
 	if !r.settle {
 		r.advance(pos)
 	}
+}
+
+// StartAfterEvent is StartAfter for a projector fed up to and including the
+// event last, as read back from a snapshot: LastFolded returns last until Run
+// folds another.
+func (r *Runner) StartAfterEvent(last EventRef) {
+	r.mu.Lock()
+	r.last = last
+	r.mu.Unlock()
+	r.StartAfter(last.Position)
+}
+
+// Err returns the projector's error once it has failed, and nil before.
+func (r *Runner) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed
+}
+
+// LastFolded returns the last event the projector folded; its Position is 0
+// when it has folded none.
+func (r *Runner) LastFolded() EventRef {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
 }
 
 // Name returns the name the runner was built with.

@@ -1,0 +1,412 @@
+package projections
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/anomalyd/anomalyd/domain"
+	"github.com/anomalyd/anomalyd/eventstore"
+	"github.com/google/uuid"
+	"github.com/segmentio/encoding/json"
+)
+
+// A snapshot keeps the read models on disk as they were folded up to one event
+// of the log, so that a start-up folds only the events after it instead of
+// the whole log. It is a copy of what the log says, never a source of its
+// own: it is used only when the log still holds, at its position, the very
+// event (id and hash) it was taken after, and only once it has been read to
+// its end and its checksum matched. Anything else (no file, another format, a
+// log that was replaced or cut short, a damaged file) leaves the caller to
+// replay the whole log, as it would without a snapshot.
+//
+// The file is JSON lines: a header (format, version, the event it was taken
+// after), one line per anomaly, agent and tenant policy, and an end line with
+// their counts and the SHA-256 of every byte before it.
+
+const (
+	snapshotFormat = "anomalyd read models"
+	// snapshotVersion names the layout of the lines and the fold rules of the
+	// read models. Change it with any change to AnomalyView, AnomalyState,
+	// domain.AgentRecord or domain.Hold (TestSnapshotLayoutIsPinned fails
+	// until you do), or to how an event folds: a snapshot of another version is
+	// not used, the log is replayed.
+	snapshotVersion = 1
+	// maxSnapshotLine bounds one line: an anomaly with the largest details
+	// and free texts, every byte escaped, is well under it.
+	maxSnapshotLine = 16 << 20
+)
+
+// EventRef identifies one event of the log, where it is and what it is: the
+// event a snapshot was taken after.
+type EventRef struct {
+	Position uint64    `json:"position"`
+	Tenant   string    `json:"tenant"`
+	Category string    `json:"category"`
+	Stream   string    `json:"stream_id"`
+	Version  uint64    `json:"version"`
+	EventID  uuid.UUID `json:"event_id"`
+	Hash     string    `json:"hash"`
+}
+
+func refOf(r eventstore.Recorded) EventRef {
+	return EventRef{
+		Position: r.Position, Tenant: r.Stream.Tenant, Category: r.Stream.Category, Stream: r.Stream.ID,
+		Version: r.Version, EventID: r.ID, Hash: r.Hash,
+	}
+}
+
+// ReadModels are the read models that one runner folds together, and that a
+// snapshot holds.
+type ReadModels struct {
+	Anomalies *Anomalies
+	Agents    *Agents
+	Policies  *Policies
+}
+
+// NewReadModels returns empty read models.
+func NewReadModels() ReadModels {
+	return ReadModels{Anomalies: NewAnomalies(), Agents: NewAgents(), Policies: NewPolicies()}
+}
+
+// SnapshotInfo describes a snapshot written or read.
+type SnapshotInfo struct {
+	Last      EventRef // the last event folded into it
+	WrittenAt time.Time
+	Anomalies int
+	Agents    int
+	Policies  int
+	Bytes     int64
+}
+
+type snapshotHeader struct {
+	Format    string    `json:"format"`
+	Version   int       `json:"version"`
+	Last      EventRef  `json:"last_event"`
+	WrittenAt time.Time `json:"written_at"`
+}
+
+// snapshotLine is one line after the header: exactly one field is set.
+type snapshotLine struct {
+	Anomaly *AnomalyView    `json:"anomaly,omitempty"`
+	Agent   *snapshotAgent  `json:"agent,omitempty"`
+	Policy  *snapshotPolicy `json:"policy,omitempty"`
+	End     *snapshotEnd    `json:"end,omitempty"`
+}
+
+type snapshotAgent struct {
+	Tenant      string             `json:"tenant"`
+	AgentID     uuid.UUID          `json:"agent_id"`
+	Containment domain.AgentRecord `json:"containment"`
+}
+
+type snapshotPolicy struct {
+	Tenant string        `json:"tenant"`
+	Policy domain.Policy `json:"policy"`
+}
+
+type snapshotEnd struct {
+	Anomalies int    `json:"anomalies"`
+	Agents    int    `json:"agents"`
+	Policies  int    `json:"policies"`
+	SHA256    string `json:"sha256"` // of every byte before the end line
+}
+
+// SaveSnapshot writes m, folded up to and including the event last, to path:
+// to a new file beside it, synced, then renamed over path, so that path holds
+// the old snapshot or the whole new one, never a part. Nothing may fold into m
+// while it runs (its runner has stopped).
+func SaveSnapshot(path string, m ReadModels, last EventRef) (SnapshotInfo, error) {
+	if last.Position == 0 || last.Version == 0 {
+		return SnapshotInfo{}, errors.New("save snapshot: nothing folded")
+	}
+	info := SnapshotInfo{Last: last, WrittenAt: time.Now().UTC()}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return info, fmt.Errorf("save snapshot: %w", err)
+	}
+	// A save cut short by a kill leaves its new file behind; the next one
+	// clears it away.
+	if stale, err := filepath.Glob(filepath.Join(dir, filepath.Base(path)+".*.tmp")); err == nil {
+		for _, name := range stale {
+			os.Remove(name)
+		}
+	}
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return info, fmt.Errorf("save snapshot: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if tmp != "" {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	w := &snapshotWriter{w: bufio.NewWriterSize(f, 1<<20), sum: sha256.New()}
+	w.line(snapshotHeader{Format: snapshotFormat, Version: snapshotVersion, Last: last, WrittenAt: info.WrittenAt})
+	info.Anomalies, info.Agents, info.Policies = m.write(w)
+	w.end(snapshotEnd{Anomalies: info.Anomalies, Agents: info.Agents, Policies: info.Policies})
+	if w.err == nil {
+		w.err = w.w.Flush()
+	}
+	if w.err == nil {
+		w.err = f.Sync()
+	}
+	if err := errors.Join(w.err, f.Close()); err != nil {
+		return info, fmt.Errorf("save snapshot: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return info, fmt.Errorf("save snapshot: %w", err)
+	}
+	tmp = ""
+	info.Bytes = w.n
+	if d, err := os.Open(dir); err == nil { // make the rename itself durable
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return info, fmt.Errorf("save snapshot: sync %s: %w", dir, err)
+		}
+	}
+	return info, nil
+}
+
+// write writes every anomaly, agent and policy of m and returns their counts.
+func (m ReadModels) write(w *snapshotWriter) (anomalies, agents, policies int) {
+	m.Anomalies.mu.RLock()
+	tenants := make([]string, 0, len(m.Anomalies.tenants))
+	for t := range m.Anomalies.tenants {
+		tenants = append(tenants, t)
+	}
+	slices.Sort(tenants)
+	for _, t := range tenants {
+		for _, v := range m.Anomalies.tenants[t].order {
+			w.line(snapshotLine{Anomaly: v})
+			anomalies++
+		}
+	}
+	m.Anomalies.mu.RUnlock()
+
+	m.Agents.mu.RLock()
+	for k, c := range m.Agents.agents {
+		w.line(snapshotLine{Agent: &snapshotAgent{Tenant: k.tenant, AgentID: k.agent, Containment: c.Record()}})
+		agents++
+	}
+	m.Agents.mu.RUnlock()
+
+	for t, p := range m.Policies.All() {
+		w.line(snapshotLine{Policy: &snapshotPolicy{Tenant: t, Policy: p}})
+		policies++
+	}
+	return anomalies, agents, policies
+}
+
+// snapshotWriter writes lines of JSON and hashes them, keeping the first error.
+type snapshotWriter struct {
+	w   *bufio.Writer
+	sum hash.Hash
+	buf []byte
+	n   int64
+	err error
+}
+
+func (w *snapshotWriter) line(v any) {
+	if w.err != nil {
+		return
+	}
+	w.buf, w.err = json.Append(w.buf[:0], v, 0)
+	if w.err != nil {
+		return
+	}
+	w.buf = append(w.buf, '\n')
+	w.sum.Write(w.buf)
+	w.write(w.buf)
+}
+
+func (w *snapshotWriter) end(e snapshotEnd) {
+	e.SHA256 = hex.EncodeToString(w.sum.Sum(nil))
+	if w.err != nil {
+		return
+	}
+	w.buf, w.err = json.Append(w.buf[:0], snapshotLine{End: &e}, 0)
+	w.write(append(w.buf, '\n'))
+}
+
+func (w *snapshotWriter) write(b []byte) {
+	if w.err != nil {
+		return
+	}
+	var n int
+	n, w.err = w.w.Write(b)
+	w.n += int64(n)
+}
+
+// LoadSnapshot reads the snapshot at path into new read models, after
+// checking that store's log holds the event it was taken after, and returns
+// them. The error wraps fs.ErrNotExist when there is no snapshot; any error
+// means the snapshot cannot be used, and the caller replays the whole log.
+func LoadSnapshot(ctx context.Context, store eventstore.Store, path string) (ReadModels, SnapshotInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ReadModels{}, SnapshotInfo{}, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 1<<20), maxSnapshotLine)
+	sum := sha256.New()
+	next := func() ([]byte, error) {
+		if !sc.Scan() {
+			if err := sc.Err(); err != nil {
+				return nil, err
+			}
+			return nil, errors.New("it ends before its end line")
+		}
+		return sc.Bytes(), nil
+	}
+
+	var info SnapshotInfo
+	line, err := next()
+	if err != nil {
+		return ReadModels{}, info, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	var h snapshotHeader
+	if err := parseLine(line, &h); err != nil {
+		return ReadModels{}, info, fmt.Errorf("snapshot %s: header: %w", path, err)
+	}
+	if h.Format != snapshotFormat || h.Version != snapshotVersion {
+		return ReadModels{}, info, fmt.Errorf("snapshot %s: format %q version %d, want %q version %d",
+			path, h.Format, h.Version, snapshotFormat, snapshotVersion)
+	}
+	info.Last, info.WrittenAt = h.Last, h.WrittenAt
+	if err := checkInLog(ctx, store, h.Last); err != nil {
+		return ReadModels{}, info, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	sum.Write(line)
+	sum.Write([]byte{'\n'})
+
+	m := NewReadModels()
+	for {
+		line, err := next()
+		if err != nil {
+			return ReadModels{}, info, fmt.Errorf("snapshot %s: %w", path, err)
+		}
+		var l snapshotLine
+		if err := parseLine(line, &l); err != nil {
+			return ReadModels{}, info, fmt.Errorf("snapshot %s: line %d: %w", path, info.Anomalies+info.Agents+info.Policies+2, err)
+		}
+		if l.End != nil {
+			e := *l.End
+			if got := hex.EncodeToString(sum.Sum(nil)); e.SHA256 != got {
+				return ReadModels{}, info, fmt.Errorf("snapshot %s: checksum %s, but its lines hash to %s", path, e.SHA256, got)
+			}
+			if e.Anomalies != info.Anomalies || e.Agents != info.Agents || e.Policies != info.Policies {
+				return ReadModels{}, info, fmt.Errorf("snapshot %s: counts %d/%d/%d at its end, %d/%d/%d read",
+					path, e.Anomalies, e.Agents, e.Policies, info.Anomalies, info.Agents, info.Policies)
+			}
+			if sc.Scan() || sc.Err() != nil {
+				return ReadModels{}, info, fmt.Errorf("snapshot %s: more after its end line", path)
+			}
+			st, err := f.Stat()
+			if err == nil {
+				info.Bytes = st.Size()
+			}
+			return m, info, nil
+		}
+		sum.Write(line)
+		sum.Write([]byte{'\n'})
+		if err := m.restore(l, h.Last.Position); err != nil {
+			return ReadModels{}, info, fmt.Errorf("snapshot %s: %w", path, err)
+		}
+		switch {
+		case l.Anomaly != nil:
+			info.Anomalies++
+		case l.Agent != nil:
+			info.Agents++
+		default:
+			info.Policies++
+		}
+	}
+}
+
+// parseLine decodes one line into v, refusing fields v does not have: a line
+// written by another layout is an error, not a half-filled value.
+func parseLine(line []byte, v any) error {
+	rest, err := json.Parse(line, v, json.DisallowUnknownFields|json.DontMatchCaseInsensitiveStructFields)
+	if err == nil && len(bytes.TrimSpace(rest)) > 0 {
+		err = errors.New("more than one JSON value")
+	}
+	return err
+}
+
+// restore adds what l holds, read from a snapshot taken after the event at
+// position last, to m.
+func (m ReadModels) restore(l snapshotLine, last uint64) error {
+	switch {
+	case l.Anomaly != nil && l.Agent == nil && l.Policy == nil:
+		v := l.Anomaly
+		if v.ID == uuid.Nil || v.Position == 0 || v.Position > last || v.Version == 0 {
+			return fmt.Errorf("anomaly %s: position %d, version %d: not an anomaly folded before position %d",
+				v.ID, v.Position, v.Version, last)
+		}
+		v.Intern()
+		t := m.Anomalies.tenants[v.Tenant]
+		if t == nil {
+			t = &tenantAnomalies{byID: make(map[uuid.UUID]*AnomalyView)}
+			m.Anomalies.tenants[v.Tenant] = t
+		}
+		if t.byID[v.ID] != nil {
+			return fmt.Errorf("anomaly %s of tenant %s appears twice", v.ID, v.Tenant)
+		}
+		if n := len(t.order); n > 0 && t.order[n-1].Position >= v.Position {
+			return fmt.Errorf("anomaly %s of tenant %s is out of order", v.ID, v.Tenant)
+		}
+		t.byID[v.ID] = v
+		t.order = append(t.order, v)
+	case l.Agent != nil && l.Anomaly == nil && l.Policy == nil:
+		k := agentKey{tenant: l.Agent.Tenant, agent: l.Agent.AgentID}
+		if _, dup := m.Agents.agents[k]; dup {
+			return fmt.Errorf("agent %s of tenant %s appears twice", k.agent, k.tenant)
+		}
+		c := l.Agent.Containment.Containment()
+		m.Agents.agents[k] = &c
+	case l.Policy != nil && l.Anomaly == nil && l.Agent == nil:
+		if _, dup := m.Policies.policies[l.Policy.Tenant]; dup {
+			return fmt.Errorf("policy of tenant %s appears twice", l.Policy.Tenant)
+		}
+		m.Policies.policies[l.Policy.Tenant] = l.Policy.Policy.Complete()
+	default:
+		return errors.New("a line holds not exactly one of anomaly, agent, policy")
+	}
+	return nil
+}
+
+// checkInLog checks that store's log holds the event ref names, unchanged,
+// at the position ref gives.
+func checkInLog(ctx context.Context, store eventstore.Store, ref EventRef) error {
+	if ref.Position == 0 || ref.Version == 0 {
+		return errors.New("it names no event it was taken after")
+	}
+	stream := domain.StreamID{Tenant: ref.Tenant, Category: ref.Category, ID: ref.Stream}
+	recs, err := store.ReadStream(ctx, stream, ref.Version-1)
+	if err != nil {
+		return fmt.Errorf("read the event it was taken after: %w", err)
+	}
+	if len(recs) == 0 || recs[0].Version != ref.Version {
+		return fmt.Errorf("the log has no event %d in stream %s: it is not the log the snapshot was taken of", ref.Version, stream)
+	}
+	got := recs[0]
+	if got.Position != ref.Position || got.ID != ref.EventID || got.Hash != ref.Hash || domain.HashEvent(got.Event) != ref.Hash {
+		return fmt.Errorf("event %d of stream %s is not the one the snapshot was taken after (event %s at position %d): it is not the log the snapshot was taken of",
+			ref.Version, stream, ref.EventID, ref.Position)
+	}
+	return nil
+}
