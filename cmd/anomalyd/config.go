@@ -20,14 +20,17 @@ import (
 // Config is everything anomalyd is started with. Every field has a flag and an
 // environment variable; the flag wins.
 type Config struct {
-	Addr       string // HTTP listen address
-	DataDir    string // embedded NATS storage and, by default, the keys file
-	KeysFile   string
-	Store      string // event-store backend: jetstream or esdb
-	ESDBURL    string // EventStoreDB connection string, with --store esdb
-	NATSURL    string // external NATS; empty runs NATS embedded
-	NATSListen string // client address of the embedded NATS; "off" for none
-	NATSSync   bool   // fsync every JetStream write before acknowledging it
+	Addr     string // HTTP listen address
+	DataDir  string // embedded NATS storage and, by default, the keys file
+	KeysFile string
+	// SnapshotFile keeps the read models between runs (see
+	// projections.SaveSnapshot); "off" keeps none.
+	SnapshotFile string
+	Store        string // event-store backend: jetstream or esdb
+	ESDBURL      string // EventStoreDB connection string, with --store esdb
+	NATSURL      string // external NATS; empty runs NATS embedded
+	NATSListen   string // client address of the embedded NATS; "off" for none
+	NATSSync     bool   // fsync every JetStream write before acknowledging it
 	// EffectsDuplicateWindow is how long JetStream remembers effect ids to drop
 	// a re-published effect; the publisher's own checkpoint makes re-publishing
 	// rare, the window is the second line of defence.
@@ -59,6 +62,7 @@ func (c *Config) settings() []setting {
 		{"addr", "ANOMALYD_ADDR", "127.0.0.1:8080", "HTTP listen address", &c.Addr},
 		{"data-dir", "ANOMALYD_DATA_DIR", "./data", "directory for the embedded NATS JetStream files and the keys file", &c.DataDir},
 		{"keys-file", "ANOMALYD_KEYS_FILE", "", "API keys file (default <data-dir>/keys.json)", &c.KeysFile},
+		{"snapshot-file", "ANOMALYD_SNAPSHOT_FILE", "", "file where a clean shutdown keeps the read models, so that the next start replays only the events after them, once the log is checked to hold the event they were taken after; \"off\" keeps none and replays the whole log (default <data-dir>/read-models.snapshot)", &c.SnapshotFile},
 		{"store", "ANOMALYD_STORE", "jetstream", "event-store backend: jetstream or esdb (NATS still carries the effects)", &c.Store},
 		{"esdb-url", "ANOMALYD_ESDB_URL", "", "EventStoreDB/KurrentDB connection string for --store esdb, e.g. esdb://localhost:2113?tls=false", &c.ESDBURL},
 		{"nats-url", "ANOMALYD_NATS_URL", "", "URL of an external NATS cluster with JetStream; empty runs NATS embedded", &c.NATSURL},
@@ -142,6 +146,12 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	if c.KeysFile == "" {
 		c.KeysFile = filepath.Join(c.DataDir, "keys.json")
+	}
+	switch c.SnapshotFile {
+	case "":
+		c.SnapshotFile = filepath.Join(c.DataDir, "read-models.snapshot")
+	case "off":
+		c.SnapshotFile = ""
 	}
 	c.JWTSecret = getenv("ANOMALYD_JWT_HS256_SECRET")
 	if c.JWTSecretFile != "" {

@@ -34,6 +34,7 @@ func TestConfigDefaults(t *testing.T) {
 		Addr:                   "127.0.0.1:8080",
 		DataDir:                "./data",
 		KeysFile:               filepath.Join("data", "keys.json"),
+		SnapshotFile:           filepath.Join("data", "read-models.snapshot"),
 		Store:                  "jetstream",
 		NATSURL:                "",
 		NATSListen:             "127.0.0.1:4222",
@@ -60,6 +61,7 @@ var (
 	addrField       configField = func(c main.Config) string { return c.Addr }
 	dataDirField    configField = func(c main.Config) string { return c.DataDir }
 	keysFileField   configField = func(c main.Config) string { return c.KeysFile }
+	snapshotField   configField = func(c main.Config) string { return c.SnapshotFile }
 	natsURLField    configField = func(c main.Config) string { return c.NATSURL }
 	natsListenField configField = func(c main.Config) string { return c.NATSListen }
 	logFormatField  configField = func(c main.Config) string { return c.LogFormat }
@@ -86,6 +88,9 @@ func TestConfigEnvironment(t *testing.T) {
 		{"KeysFileFollowsDataDirFromEnvironment", map[string]string{"ANOMALYD_DATA_DIR": "/var/lib/anomalyd"}, keysFileField, filepath.Join("/var/lib/anomalyd", "keys.json")},
 		{"KeysFileFromEnvironment", map[string]string{"ANOMALYD_KEYS_FILE": "/etc/anomalyd/keys.json"}, keysFileField, "/etc/anomalyd/keys.json"},
 		{"KeysFileFromEnvironmentBeatsDataDir", map[string]string{"ANOMALYD_DATA_DIR": "/var/lib/anomalyd", "ANOMALYD_KEYS_FILE": "/etc/anomalyd/keys.json"}, keysFileField, "/etc/anomalyd/keys.json"},
+		{"SnapshotFileFollowsDataDirFromEnvironment", map[string]string{"ANOMALYD_DATA_DIR": "/var/lib/anomalyd"}, snapshotField, filepath.Join("/var/lib/anomalyd", "read-models.snapshot")},
+		{"SnapshotFileFromEnvironment", map[string]string{"ANOMALYD_SNAPSHOT_FILE": "/cache/anomalyd.snapshot"}, snapshotField, "/cache/anomalyd.snapshot"},
+		{"SnapshotFileOffFromEnvironment", map[string]string{"ANOMALYD_SNAPSHOT_FILE": "off"}, snapshotField, ""},
 		{"NATSURLFromEnvironment", map[string]string{"ANOMALYD_NATS_URL": "nats://nats:4222"}, natsURLField, "nats://nats:4222"},
 		{"NATSListenFromEnvironment", map[string]string{"ANOMALYD_NATS_LISTEN": "0.0.0.0:4333"}, natsListenField, "0.0.0.0:4333"},
 		{"NATSListenOffFromEnvironment", map[string]string{"ANOMALYD_NATS_LISTEN": "off"}, natsListenField, "off"},
@@ -119,6 +124,8 @@ func TestConfigFlags(t *testing.T) {
 		{"DataDirFlagBeatsEnvironment", map[string]string{"ANOMALYD_DATA_DIR": "/env"}, []string{"--data-dir", "/flag"}, dataDirField, "/flag"},
 		{"KeysFileFollowsDataDirFlag", map[string]string{"ANOMALYD_DATA_DIR": "/env"}, []string{"--data-dir", "/flag"}, keysFileField, filepath.Join("/flag", "keys.json")},
 		{"KeysFileFlagBeatsEnvironment", map[string]string{"ANOMALYD_KEYS_FILE": "/env/keys.json"}, []string{"--keys-file", "/flag/keys.json"}, keysFileField, "/flag/keys.json"},
+		{"SnapshotFileFollowsDataDirFlag", map[string]string{"ANOMALYD_DATA_DIR": "/env"}, []string{"--data-dir", "/flag"}, snapshotField, filepath.Join("/flag", "read-models.snapshot")},
+		{"SnapshotFileOffFlagBeatsEnvironment", map[string]string{"ANOMALYD_SNAPSHOT_FILE": "/env/snap"}, []string{"--snapshot-file", "off"}, snapshotField, ""},
 		{"NATSURLFlagBeatsEnvironment", map[string]string{"ANOMALYD_NATS_URL": "nats://env:4222"}, []string{"--nats-url", "nats://flag:4222"}, natsURLField, "nats://flag:4222"},
 		{"NATSListenFlagBeatsEnvironment", map[string]string{"ANOMALYD_NATS_LISTEN": "0.0.0.0:4333"}, []string{"--nats-listen", "127.0.0.1:4444"}, natsListenField, "127.0.0.1:4444"},
 		{"NATSListenOffAccepted", nil, []string{"--nats-listen", "off"}, natsListenField, "off"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -48,18 +49,22 @@ type Main struct {
 	// audit tests can alter it on purpose and see anomalyctl rebuild notice.
 	Anomalies *projections.Anomalies
 
-	nats       *server.Server // nil with an external NATS
-	nc         *nats.Conn
-	http       *anomalyhttp.Server
-	runners    []*projections.Runner
-	effects    *projections.Effects
-	closeStore func()
-	metrics    *metrics.Metrics
-	stopJWKS   context.CancelFunc
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	failed     chan error
-	failOnce   sync.Once
+	nats    *server.Server // nil with an external NATS
+	nc      *nats.Conn
+	http    *anomalyhttp.Server
+	runners []*projections.Runner
+	effects *projections.Effects
+	// saveSnapshot keeps the read models for the next start; Close calls it
+	// once the projections have stopped.
+	saveSnapshot func()
+	startedAfter uint64 // the position of the snapshot the read model started from
+	closeStore   func()
+	metrics      *metrics.Metrics
+	stopJWKS     context.CancelFunc
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	failed       chan error
+	failOnce     sync.Once
 }
 
 // NewMain returns an unopened server for cfg.
@@ -109,7 +114,8 @@ func (m *Main) Open(ctx context.Context) error {
 		tokens = v
 	}
 
-	anomalies, agents, policies := projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()
+	models, last := m.loadSnapshot(ctx, store)
+	anomalies, agents, policies := models.Anomalies, models.Agents, models.Policies
 	m.Anomalies = anomalies
 	// The effects publisher rides on the read model's subscription (each
 	// event read, decoded and folded once for both), until its queue is full:
@@ -120,6 +126,12 @@ func (m *Main) Open(ctx context.Context) error {
 	readModel := projections.NewRunner("read_model", store, projections.Multi{anomalies, agentsAndEffects, policies}, m.logger)
 	effects := projections.NewRunner("effects", store, m.effects, m.logger)
 	m.runners = []*projections.Runner{readModel, effects}
+	if last.Position > 0 {
+		readModel.StartAfterEvent(last)
+		agentsAndEffects.StartAfter(last.Position)
+		m.startedAfter = last.Position
+	}
+	m.saveSnapshot = func() { m.writeSnapshot(models, readModel) }
 	m.metrics.WatchProjections(rawStore, m.runners)
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -184,6 +196,59 @@ func (m *Main) Open(ctx context.Context) error {
 			"go run ./cmd/anomalyctl keys create --tenant acme --name dev --scopes " + strings.Join(domain.AllScopes, ","))
 	}
 	return nil
+}
+
+// loadSnapshot returns the read models kept by the last clean shutdown and
+// the last event folded into them, or empty ones and no event when there are
+// none the log confirms: the read model then replays the whole log.
+func (m *Main) loadSnapshot(ctx context.Context, store eventstore.Store) (projections.ReadModels, projections.EventRef) {
+	path := m.cfg.SnapshotFile
+	if path == "" {
+		return projections.NewReadModels(), projections.EventRef{}
+	}
+	start := time.Now()
+	models, info, err := projections.LoadSnapshot(ctx, store, path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		m.logger.Info("no read-model snapshot; the read model replays the whole log", "snapshot", path)
+		return projections.NewReadModels(), projections.EventRef{}
+	case err != nil:
+		m.logger.Warn("read-model snapshot not used; the read model replays the whole log", "err", err)
+		return projections.NewReadModels(), projections.EventRef{}
+	}
+	m.logger.Info("read models loaded from snapshot; the read model replays the log after it",
+		"snapshot", path, "position", info.Last.Position, "written_at", info.WrittenAt,
+		"anomalies", info.Anomalies, "agents", info.Agents, "bytes", info.Bytes,
+		"took", time.Since(start).Round(time.Microsecond))
+	return models, info.Last
+}
+
+// writeSnapshot keeps models, which readModel fed, for the next start, once
+// their runner has stopped. It keeps none when an effect of an event folded
+// into them may not be stored yet: the next start would not publish it. The
+// snapshot before it, if any, stays and is still good.
+func (m *Main) writeSnapshot(models projections.ReadModels, readModel *projections.Runner) {
+	last := readModel.LastFolded()
+	switch settled := m.effects.Settled(); {
+	case last.Position == 0:
+		return
+	case readModel.Err() != nil: // it may have folded part of the event it failed on
+		m.logger.Warn("read-model snapshot not written: the read model stopped on an error", "err", readModel.Err())
+		return
+	case readModel.Position() != last.Position || settled < last.Position:
+		m.logger.Warn("read-model snapshot not written: not every effect of the events folded is stored",
+			"position", last.Position, "effects_stored_up_to", settled)
+		return
+	}
+	start := time.Now()
+	info, err := projections.SaveSnapshot(m.cfg.SnapshotFile, models, last)
+	if err != nil {
+		m.logger.Warn("read-model snapshot not written; the next start replays the log from the last one, or whole", "err", err)
+		return
+	}
+	m.logger.Info("read-model snapshot written", "snapshot", m.cfg.SnapshotFile, "position", last.Position,
+		"anomalies", info.Anomalies, "agents", info.Agents, "bytes", info.Bytes,
+		"took", time.Since(start).Round(time.Millisecond))
 }
 
 // replayGCPercent is the garbage collector's target while the read model
@@ -296,6 +361,11 @@ func (m *Main) fail(err error) {
 // projection that cannot fold an event); the process should then shut down.
 func (m *Main) Failed() <-chan error { return m.failed }
 
+// ReadModelStartedAfter returns the position of the snapshot that the read
+// model was read from at start-up, after which it replayed the log; 0 when it
+// replayed the whole log.
+func (m *Main) ReadModelStartedAfter() uint64 { return m.startedAfter }
+
 // HTTPAddr returns the address the API listens on.
 func (m *Main) HTTPAddr() string { return m.http.Addr() }
 
@@ -331,6 +401,9 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.cancel != nil {
 		m.cancel()
 		m.wg.Wait()
+	}
+	if m.saveSnapshot != nil {
+		m.saveSnapshot()
 	}
 	if m.stopJWKS != nil {
 		m.stopJWKS()
