@@ -33,11 +33,16 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 		rate           float64
 		expectedAgents int
 		restart        bool
+		snapshot       bool // the server keeps its read models at shutdown (the default)
 	}{
-		{"OneEffectPerCommandWithAnAgentPerAnomaly", 0, 0, 200, true},
-		{"OneEffectPerAgentWhenAnomaliesShareAgents", 50, 1000, 50, false},
+		{"OneEffectPerCommandWithAnAgentPerAnomaly", 0, 0, 200, true, true},
+		{"OneEffectPerAgentWhenAnomaliesShareAgents", 50, 1000, 50, false, true},
+		{"RestartReplaysTheWholeLogWithSnapshotsOff", 0, 0, 200, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if !tc.snapshot {
+				t.Setenv("ANOMALYD_SNAPSHOT_FILE", "off") // the started server inherits it
+			}
 			cfg := defaultConfig()
 			cfg.Anomalyd, cfg.Anomalies, cfg.Agents, cfg.Clients, cfg.Tenants, cfg.Rate = bin, 200, tc.agents, 8, 2, tc.rate
 			cfg.MaxDuration, cfg.EffectWait = 2*time.Minute, 20*time.Second
@@ -122,10 +127,15 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 				t.Errorf("restart measured without --restart: %+v", r)
 			case tc.restart && r == nil:
 				t.Error("no restart measured with --restart")
-			case tc.restart && (r.Events < 400 || r.ListeningSeconds <= 0 || r.ReplaySeconds <= 0 ||
-				r.ReplaySeconds > r.ListeningSeconds || r.ReadySeconds < r.ListeningSeconds):
-				// 200 reports and 200 resolves at least, replayed before listening, ready after.
+			case tc.restart && (r.Events < 400 || r.ListeningSeconds <= 0 ||
+				r.SnapshotSeconds+r.ReplaySeconds > r.ListeningSeconds || r.ReadySeconds < r.ListeningSeconds):
+				// 200 reports and 200 resolves at least, read before listening, ready after.
 				t.Errorf("restart: %+v", r)
+			case tc.restart && tc.snapshot && (r.SnapshotPosition != r.Events || r.SnapshotSeconds <= 0):
+				// The first run stopped cleanly: its snapshot holds the whole log.
+				t.Errorf("restart from the snapshot: %+v", r)
+			case tc.restart && !tc.snapshot && (r.SnapshotPosition != 0 || r.ReplaySeconds <= 0):
+				t.Errorf("restart with snapshots off: %+v", r)
 			}
 			if !strings.Contains(progress.String(), "resolve: 200/200 done") {
 				t.Errorf("no final resolve progress line in:\n%s", progress.String())

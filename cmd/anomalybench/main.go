@@ -165,7 +165,9 @@ func ratios(rep *Report) *Ratios {
 }
 
 // measureRestart starts bin again on the log in dataDir and times its start:
-// until it listens, once its read model has replayed the log, and until
+// until it listens, once its read model has replayed the log (after the
+// snapshot of its read models the first run kept at its shutdown, unless the
+// server's environment turns snapshots off), and until
 // /readyz answers 200, once the effects publisher has folded it too. It notes
 // a problem in rep when the server does not start, get ready or stop.
 func measureRestart(ctx context.Context, bin, dataDir string, rep *Report, progress io.Writer) *Restart {
@@ -178,7 +180,8 @@ func measureRestart(ctx context.Context, bin, dataDir string, rep *Report, progr
 	listening := time.Since(srv.started)
 	r := &Restart{
 		Events: srv.caughtUp.position, ListeningSeconds: listening.Seconds(),
-		ReplaySeconds: srv.caughtUp.took.Seconds(),
+		ReplaySeconds:    srv.caughtUp.took.Seconds(),
+		SnapshotPosition: srv.snapshot.position, SnapshotSeconds: srv.snapshot.took.Seconds(),
 	}
 	ready, err := srv.waitReady(ctx)
 	if err != nil {

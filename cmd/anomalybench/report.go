@@ -51,6 +51,11 @@ type Restart struct {
 	ListeningSeconds float64 `json:"listening_seconds"`
 	// ReplaySeconds is the server's own measure of that replay.
 	ReplaySeconds float64 `json:"replay_seconds"`
+	// SnapshotPosition is the position of the snapshot of the read models
+	// that the server read before it replayed the events after it (0: it
+	// replayed the whole log), and SnapshotSeconds the time that read took.
+	SnapshotPosition uint64  `json:"snapshot_position"`
+	SnapshotSeconds  float64 `json:"snapshot_seconds"`
 	// ReadySeconds runs until GET /readyz answered 200: the effects
 	// publisher has folded the log too. Zero when it never did.
 	ReadySeconds float64 `json:"ready_seconds"`
@@ -257,12 +262,17 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	if rs := r.Restart; rs != nil {
+		replayed := rs.Events - min(rs.SnapshotPosition, rs.Events)
 		rate := 0.0
 		if rs.ReplaySeconds > 0 {
-			rate = float64(rs.Events) / rs.ReplaySeconds
+			rate = float64(replayed) / rs.ReplaySeconds
 		}
-		fmt.Fprintf(w, "\nrestart on %d events: listening after %.2f s (read model replay %.2f s, %.0f events/s), ready after %.2f s\n",
-			rs.Events, rs.ListeningSeconds, rs.ReplaySeconds, rate, rs.ReadySeconds)
+		snapshot := "no snapshot"
+		if rs.SnapshotPosition > 0 {
+			snapshot = fmt.Sprintf("snapshot at position %d read in %.2f s", rs.SnapshotPosition, rs.SnapshotSeconds)
+		}
+		fmt.Fprintf(w, "\nrestart on %d events: listening after %.2f s (%s; read model replay of %d events %.2f s, %.0f events/s), ready after %.2f s\n",
+			rs.Events, rs.ListeningSeconds, snapshot, replayed, rs.ReplaySeconds, rate, rs.ReadySeconds)
 	}
 	if l := r.ServerLog; l != nil && (l.Warnings > 0 || l.Errors > 0) {
 		fmt.Fprintf(w, "\nanomalyd logged %d warnings and %d errors; the last:\n", l.Warnings, l.Errors)

@@ -36,7 +36,17 @@ type server struct {
 		position uint64
 		took     time.Duration
 	}
+	// snapshot is what it logged when it read its read models from a
+	// snapshot, before that replay, which then began after it.
+	snapshot struct {
+		position uint64
+		took     time.Duration
+	}
 }
+
+// snapshotLoaded is the message anomalyd logs when it starts from a snapshot
+// of its read models.
+const snapshotLoaded = "read models loaded from snapshot; the read model replays the log after it"
 
 // serverLog counts the warnings and errors the server logs while it is loaded
 // and keeps the last few: a "read model behind a command" warning, for one,
@@ -139,6 +149,10 @@ func startServer(ctx context.Context, bin, dataDir string) (*server, error) {
 			if line.Msg == "read model caught up" && s.base == "" {
 				s.caughtUp.position = line.Position
 				s.caughtUp.took = line.Took
+			}
+			if line.Msg == snapshotLoaded && s.base == "" {
+				s.snapshot.position = line.Position
+				s.snapshot.took = line.Took
 			}
 			if line.Msg == "anomalyd listening" && s.base == "" {
 				s.base, s.natsURL = line.Addr, line.NATS
