@@ -11,7 +11,9 @@ import (
 	"hash"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/anomalyd/anomalyd/domain"
@@ -93,6 +95,10 @@ type snapshotHeader struct {
 	Version   int       `json:"version"`
 	Last      EventRef  `json:"last_event"`
 	WrittenAt time.Time `json:"written_at"`
+	// How many lines follow, so that a reader sizes its maps once: the
+	// anomalies of each tenant, and the agents.
+	Anomalies map[string]int `json:"anomalies"`
+	Agents    int            `json:"agents"`
 }
 
 // snapshotLine is one line after the header: exactly one field is set.
@@ -153,7 +159,9 @@ func SaveSnapshot(path string, m ReadModels, last EventRef) (SnapshotInfo, error
 		}
 	}()
 	w := &snapshotWriter{w: bufio.NewWriterSize(f, 1<<20), sum: sha256.New()}
-	w.line(snapshotHeader{Format: snapshotFormat, Version: snapshotVersion, Last: last, WrittenAt: info.WrittenAt})
+	h := snapshotHeader{Format: snapshotFormat, Version: snapshotVersion, Last: last, WrittenAt: info.WrittenAt}
+	h.Anomalies, h.Agents = m.sizes()
+	w.line(h)
 	info.Anomalies, info.Agents, info.Policies = m.write(w)
 	w.end(snapshotEnd{Anomalies: info.Anomalies, Agents: info.Agents, Policies: info.Policies})
 	if w.err == nil {
@@ -180,34 +188,98 @@ func SaveSnapshot(path string, m ReadModels, last EventRef) (SnapshotInfo, error
 	return info, nil
 }
 
-// write writes every anomaly, agent and policy of m and returns their counts.
-func (m ReadModels) write(w *snapshotWriter) (anomalies, agents, policies int) {
+// sizes returns how many anomalies each tenant has in m, and how many agents.
+func (m ReadModels) sizes() (map[string]int, int) {
 	m.Anomalies.mu.RLock()
-	tenants := make([]string, 0, len(m.Anomalies.tenants))
-	for t := range m.Anomalies.tenants {
-		tenants = append(tenants, t)
-	}
-	slices.Sort(tenants)
-	for _, t := range tenants {
-		for _, v := range m.Anomalies.tenants[t].order {
-			w.line(snapshotLine{Anomaly: v})
-			anomalies++
-		}
+	anomalies := make(map[string]int, len(m.Anomalies.tenants))
+	for t, ta := range m.Anomalies.tenants {
+		anomalies[t] = len(ta.order)
 	}
 	m.Anomalies.mu.RUnlock()
-
 	m.Agents.mu.RLock()
-	for k, c := range m.Agents.agents {
-		w.line(snapshotLine{Agent: &snapshotAgent{Tenant: k.tenant, AgentID: k.agent, Containment: c.Record()}})
-		agents++
-	}
-	m.Agents.mu.RUnlock()
+	defer m.Agents.mu.RUnlock()
+	return anomalies, len(m.Agents.agents)
+}
 
-	for t, p := range m.Policies.All() {
-		w.line(snapshotLine{Policy: &snapshotPolicy{Tenant: t, Policy: p}})
-		policies++
+// write writes every anomaly, agent and policy of m and returns their counts.
+// The lines are encoded on every CPU, in batches, and written in order.
+func (m ReadModels) write(w *snapshotWriter) (anomalies, agents, policies int) {
+	work := make(chan *encodeBatch, 2*runtime.GOMAXPROCS(0))
+	ordered := make(chan *encodeBatch, 4*runtime.GOMAXPROCS(0))
+	go func() {
+		defer close(ordered)
+		defer close(work)
+		b := &encodeBatch{done: make(chan struct{})}
+		add := func(l snapshotLine) {
+			if b.lines = append(b.lines, l); len(b.lines) == snapshotBatchLines {
+				work <- b
+				ordered <- b
+				b = &encodeBatch{done: make(chan struct{})}
+			}
+		}
+		m.Anomalies.mu.RLock()
+		tenants := make([]string, 0, len(m.Anomalies.tenants))
+		for t := range m.Anomalies.tenants {
+			tenants = append(tenants, t)
+		}
+		slices.Sort(tenants)
+		for _, t := range tenants {
+			for _, v := range m.Anomalies.tenants[t].order {
+				add(snapshotLine{Anomaly: v})
+				anomalies++
+			}
+		}
+		m.Anomalies.mu.RUnlock()
+		m.Agents.mu.RLock()
+		for k, c := range m.Agents.agents {
+			add(snapshotLine{Agent: &snapshotAgent{Tenant: k.tenant, AgentID: k.agent, Containment: c.Record()}})
+			agents++
+		}
+		m.Agents.mu.RUnlock()
+		for t, p := range m.Policies.All() {
+			add(snapshotLine{Policy: &snapshotPolicy{Tenant: t, Policy: p}})
+			policies++
+		}
+		if len(b.lines) > 0 {
+			work <- b
+			ordered <- b
+		}
+	}()
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			for b := range work {
+				b.encode()
+			}
+		}()
 	}
+	for b := range ordered {
+		<-b.done
+		if w.err == nil {
+			w.err = b.err
+		}
+		w.sum.Write(b.out)
+		w.write(b.out)
+	}
+	// ordered is closed: the counts are final.
 	return anomalies, agents, policies
+}
+
+// encodeBatch is a run of lines of a snapshot, encoded by a worker.
+type encodeBatch struct {
+	lines []snapshotLine
+	out   []byte
+	err   error
+	done  chan struct{}
+}
+
+func (b *encodeBatch) encode() {
+	defer close(b.done)
+	for _, l := range b.lines {
+		if b.out, b.err = json.Append(b.out, l, 0); b.err != nil {
+			return
+		}
+		b.out = append(b.out, '\n')
+	}
 }
 
 // snapshotWriter writes lines of JSON and hashes them, keeping the first error.
@@ -250,91 +322,218 @@ func (w *snapshotWriter) write(b []byte) {
 	w.n += int64(n)
 }
 
-// LoadSnapshot reads the snapshot at path into new read models, after
-// checking that store's log holds the event it was taken after, and returns
-// them. The error wraps fs.ErrNotExist when there is no snapshot; any error
-// means the snapshot cannot be used, and the caller replays the whole log.
+// LoadSnapshot reads the snapshot at path (ReadSnapshot) and checks it
+// against store's log (Snapshot.CheckLog). The error wraps fs.ErrNotExist when
+// there is no snapshot; any error means the snapshot cannot be used, and the
+// caller replays the whole log.
 func LoadSnapshot(ctx context.Context, store eventstore.Store, path string) (ReadModels, SnapshotInfo, error) {
-	f, err := os.Open(path)
+	snap, err := ReadSnapshot(path)
 	if err != nil {
 		return ReadModels{}, SnapshotInfo{}, err
 	}
+	if err := snap.CheckLog(ctx, store); err != nil {
+		return ReadModels{}, snap.Info, err
+	}
+	return snap.Models, snap.Info, nil
+}
+
+// Snapshot is a snapshot read back: the read models it holds, not yet checked
+// against the log.
+type Snapshot struct {
+	Models ReadModels
+	Info   SnapshotInfo
+	path   string
+}
+
+// CheckLog checks that store's log holds, at its position, the event the
+// snapshot was taken after: only then may its read models be served.
+func (s *Snapshot) CheckLog(ctx context.Context, store eventstore.Store) error {
+	if err := checkInLog(ctx, store, s.Info.Last); err != nil {
+		return fmt.Errorf("snapshot %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// snapshotBatch is a run of lines of a snapshot, which a worker decodes while
+// the reader reads on and the lines before it are added to the read models.
+type snapshotBatch struct {
+	buf   []byte // the lines, without their newlines
+	ends  []int  // where each line ends in buf
+	first int    // the line number of the first
+	lines []snapshotLine
+	err   error
+	done  chan struct{}
+}
+
+const snapshotBatchLines = 512
+
+var batchBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+func (b *snapshotBatch) decode() {
+	defer close(b.done)
+	b.lines = make([]snapshotLine, len(b.ends))
+	from := 0
+	for i, end := range b.ends {
+		if err := parseLine(b.buf[from:end], &b.lines[i]); err != nil {
+			b.err = fmt.Errorf("line %d: %w", b.first+i, err)
+			return
+		}
+		from = end
+	}
+}
+
+var endPrefix = []byte(`{"end":`)
+
+// ReadSnapshot reads the snapshot at path into new read models. The error
+// wraps fs.ErrNotExist when there is none, and says why otherwise: another
+// format or version, a line that does not parse into the read models' types
+// or that contradicts another, a checksum or counts that do not match, a file
+// cut short or with more after its end line. It decodes the lines on every
+// CPU, in batches, and adds them to the read models in their order.
+func ReadSnapshot(path string) (*Snapshot, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
 	defer f.Close()
+	fail := func(err error) (*Snapshot, error) { return nil, fmt.Errorf("snapshot %s: %w", path, err) }
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 1<<20), maxSnapshotLine)
-	sum := sha256.New()
-	next := func() ([]byte, error) {
-		if !sc.Scan() {
-			if err := sc.Err(); err != nil {
-				return nil, err
-			}
-			return nil, errors.New("it ends before its end line")
-		}
-		return sc.Bytes(), nil
-	}
-
-	var info SnapshotInfo
-	line, err := next()
-	if err != nil {
-		return ReadModels{}, info, fmt.Errorf("snapshot %s: %w", path, err)
+	if !sc.Scan() {
+		return fail(errors.Join(errors.New("no header"), sc.Err()))
 	}
 	var h snapshotHeader
-	if err := parseLine(line, &h); err != nil {
-		return ReadModels{}, info, fmt.Errorf("snapshot %s: header: %w", path, err)
+	if err := parseLine(sc.Bytes(), &h); err != nil {
+		return fail(fmt.Errorf("header: %w", err))
 	}
 	if h.Format != snapshotFormat || h.Version != snapshotVersion {
-		return ReadModels{}, info, fmt.Errorf("snapshot %s: format %q version %d, want %q version %d",
-			path, h.Format, h.Version, snapshotFormat, snapshotVersion)
+		return fail(fmt.Errorf("format %q version %d, want %q version %d", h.Format, h.Version, snapshotFormat, snapshotVersion))
 	}
-	info.Last, info.WrittenAt = h.Last, h.WrittenAt
-	if err := checkInLog(ctx, store, h.Last); err != nil {
-		return ReadModels{}, info, fmt.Errorf("snapshot %s: %w", path, err)
+	if h.Last.Position == 0 || h.Last.Version == 0 {
+		return fail(errors.New("it names no event it was taken after"))
 	}
-	sum.Write(line)
+	sum := sha256.New()
+	sum.Write(sc.Bytes())
 	sum.Write([]byte{'\n'})
 
+	// The reader hashes the lines up to the end line and hands them out in
+	// batches; the workers decode them; this goroutine adds them in order.
+	work := make(chan *snapshotBatch, 2*runtime.GOMAXPROCS(0))
+	ordered := make(chan *snapshotBatch, 4*runtime.GOMAXPROCS(0))
+	quit := make(chan struct{})
+	var (
+		endLine  []byte
+		afterEnd bool
+		readErr  error
+	)
+	go func() {
+		defer close(ordered)
+		defer close(work)
+		send := func(b *snapshotBatch) bool {
+			select {
+			case work <- b:
+			case <-quit:
+				return false
+			}
+			select {
+			case ordered <- b:
+				return true
+			case <-quit:
+				return false
+			}
+		}
+		next := 2
+		b := &snapshotBatch{first: next, done: make(chan struct{}), buf: (*batchBufs.Get().(*[]byte))[:0]}
+		for sc.Scan() {
+			line := sc.Bytes()
+			if bytes.HasPrefix(line, endPrefix) {
+				endLine = bytes.Clone(line)
+				afterEnd = sc.Scan()
+				break
+			}
+			sum.Write(line)
+			sum.Write([]byte{'\n'})
+			b.buf = append(b.buf, line...)
+			b.ends = append(b.ends, len(b.buf))
+			if next++; len(b.ends) == snapshotBatchLines {
+				if !send(b) {
+					return
+				}
+				b = &snapshotBatch{first: next, done: make(chan struct{}), buf: (*batchBufs.Get().(*[]byte))[:0]}
+			}
+		}
+		readErr = sc.Err()
+		if len(b.ends) > 0 {
+			send(b)
+		}
+	}()
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			for b := range work {
+				b.decode()
+			}
+		}()
+	}
+
 	m := NewReadModels()
-	for {
-		line, err := next()
-		if err != nil {
-			return ReadModels{}, info, fmt.Errorf("snapshot %s: %w", path, err)
+	m.Agents.agents = make(agentFold, h.Agents)
+	info := SnapshotInfo{Last: h.Last, WrittenAt: h.WrittenAt}
+	var restoreErr error
+	for b := range ordered {
+		<-b.done
+		if restoreErr == nil && b.err != nil {
+			restoreErr = b.err
 		}
-		var l snapshotLine
-		if err := parseLine(line, &l); err != nil {
-			return ReadModels{}, info, fmt.Errorf("snapshot %s: line %d: %w", path, info.Anomalies+info.Agents+info.Policies+2, err)
+		for i := 0; restoreErr == nil && i < len(b.lines); i++ {
+			if err := m.restore(b.lines[i], &h); err != nil {
+				restoreErr = fmt.Errorf("line %d: %w", b.first+i, err)
+			}
+			switch l := b.lines[i]; {
+			case l.Anomaly != nil:
+				info.Anomalies++
+			case l.Agent != nil:
+				info.Agents++
+			default:
+				info.Policies++
+			}
 		}
-		if l.End != nil {
-			e := *l.End
-			if got := hex.EncodeToString(sum.Sum(nil)); e.SHA256 != got {
-				return ReadModels{}, info, fmt.Errorf("snapshot %s: checksum %s, but its lines hash to %s", path, e.SHA256, got)
+		buf := b.buf
+		batchBufs.Put(&buf)
+		if restoreErr != nil {
+			select {
+			case <-quit:
+			default:
+				close(quit)
 			}
-			if e.Anomalies != info.Anomalies || e.Agents != info.Agents || e.Policies != info.Policies {
-				return ReadModels{}, info, fmt.Errorf("snapshot %s: counts %d/%d/%d at its end, %d/%d/%d read",
-					path, e.Anomalies, e.Agents, e.Policies, info.Anomalies, info.Agents, info.Policies)
-			}
-			if sc.Scan() || sc.Err() != nil {
-				return ReadModels{}, info, fmt.Errorf("snapshot %s: more after its end line", path)
-			}
-			st, err := f.Stat()
-			if err == nil {
-				info.Bytes = st.Size()
-			}
-			return m, info, nil
-		}
-		sum.Write(line)
-		sum.Write([]byte{'\n'})
-		if err := m.restore(l, h.Last.Position); err != nil {
-			return ReadModels{}, info, fmt.Errorf("snapshot %s: %w", path, err)
-		}
-		switch {
-		case l.Anomaly != nil:
-			info.Anomalies++
-		case l.Agent != nil:
-			info.Agents++
-		default:
-			info.Policies++
 		}
 	}
+	// ordered is closed: the reader is done with endLine, afterEnd and readErr.
+	switch {
+	case restoreErr != nil:
+		return fail(restoreErr)
+	case readErr != nil:
+		return fail(readErr)
+	case endLine == nil:
+		return fail(errors.New("it ends before its end line"))
+	case afterEnd:
+		return fail(errors.New("more after its end line"))
+	}
+	var end snapshotLine
+	if err := parseLine(endLine, &end); err != nil || end.End == nil || end.Anomaly != nil || end.Agent != nil || end.Policy != nil {
+		return fail(errors.Join(errors.New("end line"), err))
+	}
+	e := *end.End
+	if got := hex.EncodeToString(sum.Sum(nil)); e.SHA256 != got {
+		return fail(fmt.Errorf("checksum %s, but its lines hash to %s", e.SHA256, got))
+	}
+	if e.Anomalies != info.Anomalies || e.Agents != info.Agents || e.Policies != info.Policies {
+		return fail(fmt.Errorf("counts %d/%d/%d at its end, %d/%d/%d read",
+			e.Anomalies, e.Agents, e.Policies, info.Anomalies, info.Agents, info.Policies))
+	}
+	if st, err := f.Stat(); err == nil {
+		info.Bytes = st.Size()
+	}
+	return &Snapshot{Models: m, Info: info, path: path}, nil
 }
 
 // parseLine decodes one line into v, refusing fields v does not have: a line
@@ -347,37 +546,37 @@ func parseLine(line []byte, v any) error {
 	return err
 }
 
-// restore adds what l holds, read from a snapshot taken after the event at
-// position last, to m.
-func (m ReadModels) restore(l snapshotLine, last uint64) error {
+// restore adds what l holds, read from the snapshot with header h, to m.
+func (m ReadModels) restore(l snapshotLine, h *snapshotHeader) error {
 	switch {
 	case l.Anomaly != nil && l.Agent == nil && l.Policy == nil:
 		v := l.Anomaly
-		if v.ID == uuid.Nil || v.Position == 0 || v.Position > last || v.Version == 0 {
+		if v.ID == uuid.Nil || v.Position == 0 || v.Position > h.Last.Position || v.Version == 0 {
 			return fmt.Errorf("anomaly %s: position %d, version %d: not an anomaly folded before position %d",
-				v.ID, v.Position, v.Version, last)
+				v.ID, v.Position, v.Version, h.Last.Position)
 		}
 		v.Intern()
 		t := m.Anomalies.tenants[v.Tenant]
 		if t == nil {
-			t = &tenantAnomalies{byID: make(map[uuid.UUID]*AnomalyView)}
+			n := h.Anomalies[v.Tenant]
+			t = &tenantAnomalies{byID: make(map[uuid.UUID]*AnomalyView, n), order: make([]*AnomalyView, 0, n)}
 			m.Anomalies.tenants[v.Tenant] = t
-		}
-		if t.byID[v.ID] != nil {
-			return fmt.Errorf("anomaly %s of tenant %s appears twice", v.ID, v.Tenant)
 		}
 		if n := len(t.order); n > 0 && t.order[n-1].Position >= v.Position {
 			return fmt.Errorf("anomaly %s of tenant %s is out of order", v.ID, v.Tenant)
 		}
-		t.byID[v.ID] = v
+		n := len(t.byID)
+		if t.byID[v.ID] = v; len(t.byID) == n {
+			return fmt.Errorf("anomaly %s of tenant %s appears twice", v.ID, v.Tenant)
+		}
 		t.order = append(t.order, v)
 	case l.Agent != nil && l.Anomaly == nil && l.Policy == nil:
 		k := agentKey{tenant: l.Agent.Tenant, agent: l.Agent.AgentID}
-		if _, dup := m.Agents.agents[k]; dup {
+		c := l.Agent.Containment.Containment()
+		n := len(m.Agents.agents)
+		if m.Agents.agents[k] = &c; len(m.Agents.agents) == n {
 			return fmt.Errorf("agent %s of tenant %s appears twice", k.agent, k.tenant)
 		}
-		c := l.Agent.Containment.Containment()
-		m.Agents.agents[k] = &c
 	case l.Policy != nil && l.Anomaly == nil && l.Agent == nil:
 		if _, dup := m.Policies.policies[l.Policy.Tenant]; dup {
 			return fmt.Errorf("policy of tenant %s appears twice", l.Policy.Tenant)

@@ -191,13 +191,13 @@ func TestSnapshotRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := bytes.SplitAfter(written, []byte("\n"))
-	anomalyLine := func() []byte {
+	firstLine := func(prefix string) []byte {
 		for _, l := range lines {
-			if bytes.HasPrefix(l, []byte(`{"anomaly":`)) {
+			if bytes.HasPrefix(l, []byte(prefix)) {
 				return l
 			}
 		}
-		t.Fatal("no anomaly line")
+		t.Fatalf("no line starts with %s", prefix)
 		return nil
 	}
 	insertAfter := func(b []byte, i int, l []byte) []byte {
@@ -225,7 +225,18 @@ func TestSnapshotRefused(t *testing.T) {
 			return bytes.Replace(b, []byte(`"rate_spike"`), []byte(`"rate_spikE"`), 1)
 		}, "checksum"},
 		{"more after the end", store, func(b []byte) []byte { return append(slices.Clone(b), '\n') }, "after its end"},
-		{"an anomaly twice", store, func(b []byte) []byte { return reseal(t, insertAfter(b, 1, anomalyLine())) }, "twice"},
+		{"an anomaly twice", store, func(b []byte) []byte {
+			// The tenant's first anomaly again after its last (lines 1-4: acme
+			// comes first), at a later position, so that only its id repeats.
+			again := bytes.Replace(firstLine(`{"anomaly":`), []byte(`"Position":1}`), []byte(fmt.Sprintf(`"Position":%d}`, last.Position)), 1)
+			return reseal(t, insertAfter(b, 4, again))
+		}, "appears twice"},
+		{"an anomaly out of order", store, func(b []byte) []byte {
+			return reseal(t, insertAfter(b, 1, firstLine(`{"anomaly":`)))
+		}, "out of order"},
+		{"an agent twice", store, func(b []byte) []byte {
+			return reseal(t, insertAfter(b, 1, firstLine(`{"agent":`)))
+		}, "appears twice"},
 		{"an unknown field", store, func(b []byte) []byte {
 			return reseal(t, bytes.Replace(b, []byte(`{"anomaly":{`), []byte(`{"anomaly":{"Extra":1,`), 1))
 		}, "Extra"},
@@ -241,7 +252,7 @@ func TestSnapshotRefused(t *testing.T) {
 			if tc.edit != nil {
 				b = tc.edit(b)
 			}
-			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+			path := filepath.Join(dir, fmt.Sprintf("%x", sha256.Sum256([]byte(tc.name)))) // not the case's words: the error names the file
 			if err := os.WriteFile(path, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
