@@ -76,6 +76,9 @@ func NewMain(cfg Config, logger *slog.Logger) *Main {
 // the HTTP server, in that order, and returns once the read model has caught up
 // with the log and the API is listening.
 func (m *Main) Open(ctx context.Context) error {
+	// The snapshot is read while NATS recovers its streams; it is checked
+	// against the log once the store is open.
+	snapshot := m.readSnapshot()
 	if err := m.openNATS(); err != nil {
 		return err
 	}
@@ -114,7 +117,7 @@ func (m *Main) Open(ctx context.Context) error {
 		tokens = v
 	}
 
-	models, last := m.loadSnapshot(ctx, store)
+	models, last := m.useSnapshot(ctx, store, snapshot)
 	anomalies, agents, policies := models.Anomalies, models.Agents, models.Policies
 	m.Anomalies = anomalies
 	// The effects publisher rides on the read model's subscription (each
@@ -198,16 +201,47 @@ func (m *Main) Open(ctx context.Context) error {
 	return nil
 }
 
-// loadSnapshot returns the read models kept by the last clean shutdown and
-// the last event folded into them, or empty ones and no event when there are
-// none the log confirms: the read model then replays the whole log.
-func (m *Main) loadSnapshot(ctx context.Context, store eventstore.Store) (projections.ReadModels, projections.EventRef) {
-	path := m.cfg.SnapshotFile
-	if path == "" {
+// snapshotRead is the outcome of reading the read models' snapshot.
+type snapshotRead struct {
+	snap *projections.Snapshot
+	err  error
+	took time.Duration
+}
+
+// readSnapshot starts reading the snapshot of the read models, if there is
+// one to read, and returns where its outcome arrives; nil when snapshots are
+// off.
+func (m *Main) readSnapshot() <-chan snapshotRead {
+	if m.cfg.SnapshotFile == "" {
+		return nil
+	}
+	out := make(chan snapshotRead, 1)
+	go func() {
+		start := time.Now()
+		snap, err := projections.ReadSnapshot(m.cfg.SnapshotFile)
+		out <- snapshotRead{snap: snap, err: err, took: time.Since(start)}
+	}()
+	return out
+}
+
+// useSnapshot returns the read models that pending reads, and the last event
+// folded into them, once the log confirms them; else empty ones and no event,
+// and the read model replays the whole log.
+func (m *Main) useSnapshot(ctx context.Context, store eventstore.Store, pending <-chan snapshotRead) (projections.ReadModels, projections.EventRef) {
+	if pending == nil {
 		return projections.NewReadModels(), projections.EventRef{}
 	}
-	start := time.Now()
-	models, info, err := projections.LoadSnapshot(ctx, store, path)
+	var read snapshotRead
+	select {
+	case read = <-pending:
+	case <-ctx.Done():
+		return projections.NewReadModels(), projections.EventRef{}
+	}
+	path := m.cfg.SnapshotFile
+	err := read.err
+	if err == nil {
+		err = read.snap.CheckLog(ctx, store)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		m.logger.Info("no read-model snapshot; the read model replays the whole log", "snapshot", path)
@@ -216,11 +250,12 @@ func (m *Main) loadSnapshot(ctx context.Context, store eventstore.Store) (projec
 		m.logger.Warn("read-model snapshot not used; the read model replays the whole log", "err", err)
 		return projections.NewReadModels(), projections.EventRef{}
 	}
+	info := read.snap.Info
 	m.logger.Info("read models loaded from snapshot; the read model replays the log after it",
 		"snapshot", path, "position", info.Last.Position, "written_at", info.WrittenAt,
 		"anomalies", info.Anomalies, "agents", info.Agents, "bytes", info.Bytes,
-		"took", time.Since(start).Round(time.Microsecond))
-	return models, info.Last
+		"took", read.took.Round(time.Microsecond))
+	return read.snap.Models, info.Last
 }
 
 // writeSnapshot keeps models, which readModel fed, for the next start, once
