@@ -127,7 +127,7 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 				t.Errorf("restart measured without --restart: %+v", r)
 			case tc.restart && r == nil:
 				t.Error("no restart measured with --restart")
-			case tc.restart && (r.Events < 400 || r.ListeningSeconds <= 0 ||
+			case tc.restart && (r.Events < 400 || r.StopSeconds <= 0 || r.ListeningSeconds <= 0 ||
 				r.SnapshotSeconds+r.ReplaySeconds > r.ListeningSeconds || r.ReadySeconds < r.ListeningSeconds):
 				// 200 reports and 200 resolves at least, read before listening, ready after.
 				t.Errorf("restart: %+v", r)

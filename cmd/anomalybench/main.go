@@ -99,12 +99,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 			return nil, err
 		}
 		stopped := false
+		var stopTook time.Duration
 		stopServer := func() {
 			if !stopped {
 				stopped = true
+				t0 := time.Now()
 				if err := srv.stop(serverStopGrace); err != nil {
 					rep.Problems = append(rep.Problems, err.Error())
 				}
+				stopTook = time.Since(t0)
 				l := srv.log.summary()
 				rep.ServerLog = &l
 			}
@@ -119,6 +122,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		stopServer()
 		if cfg.Restart && ctx.Err() == nil && len(rep.Problems) == 0 {
 			rep.Restart = measureRestart(ctx, bin, dataDir, rep, progress)
+			if rep.Restart != nil {
+				rep.Restart.StopSeconds = stopTook.Seconds()
+			}
 		}
 	} else if err := runLoad(ctx, cfg, rep, tenants, natsURL, progress); err != nil {
 		return nil, err

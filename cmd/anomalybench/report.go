@@ -42,6 +42,9 @@ type Report struct {
 
 // Restart is the start-up of anomalyd on the log a load left (--restart).
 type Restart struct {
+	// StopSeconds is how long the loaded server took to stop after SIGTERM,
+	// the write of its read models' snapshot included.
+	StopSeconds float64 `json:"stop_seconds"`
 	// Events is the position of the log's last event when the read model
 	// had caught up: the number of events replayed, the store's positions
 	// being contiguous on JetStream.
@@ -271,8 +274,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		if rs.SnapshotPosition > 0 {
 			snapshot = fmt.Sprintf("snapshot at position %d read in %.2f s", rs.SnapshotPosition, rs.SnapshotSeconds)
 		}
-		fmt.Fprintf(w, "\nrestart on %d events: listening after %.2f s (%s; read model replay of %d events %.2f s, %.0f events/s), ready after %.2f s\n",
-			rs.Events, rs.ListeningSeconds, snapshot, replayed, rs.ReplaySeconds, rate, rs.ReadySeconds)
+		fmt.Fprintf(w, "\nrestart on %d events: the loaded server stopped in %.2f s; listening after %.2f s (%s; read model replay of %d events %.2f s, %.0f events/s), ready after %.2f s\n",
+			rs.Events, rs.StopSeconds, rs.ListeningSeconds, snapshot, replayed, rs.ReplaySeconds, rate, rs.ReadySeconds)
 	}
 	if l := r.ServerLog; l != nil && (l.Warnings > 0 || l.Errors > 0) {
 		fmt.Fprintf(w, "\nanomalyd logged %d warnings and %d errors; the last:\n", l.Warnings, l.Errors)
