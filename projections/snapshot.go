@@ -32,8 +32,9 @@ import (
 // replay the whole log, as it would without a snapshot.
 //
 // The file is JSON lines: a header (format, version, the event it was taken
-// after), one line per anomaly, agent and tenant policy, and an end line with
-// their counts and the SHA-256 of every byte before it.
+// after, how many lines follow), one line per anomaly, agent and tenant
+// policy, and an end line with their counts and the SHA-256 of every byte
+// before it.
 
 const (
 	snapshotFormat = "anomalyd read models"
@@ -384,6 +385,12 @@ func (b *snapshotBatch) decode() {
 
 var endPrefix = []byte(`{"end":`)
 
+// sizeHint bounds a count read from a snapshot's header by what a file of
+// size bytes can hold (no line is under 64 bytes).
+func sizeHint(n int, size int64) int {
+	return int(max(0, min(int64(n), size/64)))
+}
+
 // ReadSnapshot reads the snapshot at path into new read models. The error
 // wraps fs.ErrNotExist when there is none, and says why otherwise: another
 // format or version, a line that does not parse into the read models' types
@@ -411,6 +418,16 @@ func ReadSnapshot(path string) (*Snapshot, error) {
 	}
 	if h.Last.Position == 0 || h.Last.Version == 0 {
 		return fail(errors.New("it names no event it was taken after"))
+	}
+	// The sizes are hints, and a damaged header must not make a map of a
+	// billion entries: no count can exceed the file's lines.
+	st, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	h.Agents = sizeHint(h.Agents, st.Size())
+	for t, n := range h.Anomalies {
+		h.Anomalies[t] = sizeHint(n, st.Size())
 	}
 	sum := sha256.New()
 	sum.Write(sc.Bytes())
@@ -530,9 +547,7 @@ func ReadSnapshot(path string) (*Snapshot, error) {
 		return fail(fmt.Errorf("counts %d/%d/%d at its end, %d/%d/%d read",
 			e.Anomalies, e.Agents, e.Policies, info.Anomalies, info.Agents, info.Policies))
 	}
-	if st, err := f.Stat(); err == nil {
-		info.Bytes = st.Size()
-	}
+	info.Bytes = st.Size()
 	return &Snapshot{Models: m, Info: info, path: path}, nil
 }
 

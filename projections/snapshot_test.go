@@ -243,6 +243,14 @@ func TestSnapshotRefused(t *testing.T) {
 		{"a line of two kinds", store, func(b []byte) []byte {
 			return reseal(t, bytes.Replace(b, []byte(`{"policy":{`), []byte(`{"anomaly":{"ID":"`+uuid.NewString()+`"},"policy":{`), 1))
 		}, "exactly one"},
+		{"sizes out of range", store, func(b []byte) []byte {
+			// Hints only: a reader must neither trust nor crash on them.
+			b = bytes.Replace(b, []byte(`"agents":2}`), []byte(`"agents":-5}`), 1)
+			if !bytes.Contains(b, []byte(`"acme":4`)) || !bytes.Contains(b, []byte(`"agents":-5}`)) {
+				t.Fatal("no sizes in the header")
+			}
+			return bytes.Replace(b, []byte(`"acme":4`), []byte(`"acme":900000000000000000`), 1)
+		}, "checksum"},
 		{"an anomaly from after its event", store, func(b []byte) []byte {
 			return reseal(t, bytes.Replace(b, []byte(`"Position":1}`), []byte(fmt.Sprintf(`"Position":%d}`, last.Position+1)), 1))
 		}, "not an anomaly folded before"},
@@ -317,4 +325,61 @@ func TestSnapshotLayoutIsPinned(t *testing.T) {
 			t.Errorf("%T encodes with\n %s\nwas\n %s\nbump snapshotVersion and update this test", tc.v, got, tc.want)
 		}
 	}
+}
+
+// Thousands of lines cross the reader's batches and reuse their buffers: the
+// read models read back, twice, must still equal the ones written, in order.
+func TestSnapshotOfManyAnomaliesReadsBackInOrder(t *testing.T) {
+	m := projections.NewReadModels()
+	fold := projections.Multi{m.Anomalies, m.Agents, m.Policies}
+	tenants := []string{"acme", "globex", "initech"}
+	agents := map[string][]uuid.UUID{}
+	var last eventstore.Recorded
+	for i := range 3000 {
+		h := &history{t: t, tenant: tenants[i%3], agent: uuid.New(), n: i * 3}
+		h.report([]domain.Severity{domain.SeverityLow, domain.SeverityMedium, domain.SeverityHigh, domain.SeverityCritical}[i%4])
+		if i%3 == 0 {
+			h.resolve(0, resolutionsInOrder[i%4])
+		}
+		for _, e := range h.events {
+			last = eventstore.Recorded{Event: e, Position: last.Position + 1}
+			if err := fold.Apply(t.Context(), last); err != nil {
+				t.Fatal(err)
+			}
+		}
+		agents[h.tenant] = append(agents[h.tenant], h.agent)
+	}
+	ref := projections.EventRef{Position: last.Position, Tenant: last.Stream.Tenant, Category: last.Stream.Category,
+		Stream: last.Stream.ID, Version: last.Version, EventID: last.ID, Hash: last.Hash}
+	path := filepath.Join(t.TempDir(), "read-models.snapshot")
+	if _, err := projections.SaveSnapshot(path, m, ref); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		s, err := projections.ReadSnapshot(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Info.Anomalies != 3000 || s.Info.Agents != 3000 || s.Info.Last != ref {
+			t.Fatalf("read %+v", s.Info)
+		}
+		for _, tenant := range tenants {
+			got, _ := s.Models.Anomalies.List(tenant, projections.Filter{}, 0, 5000)
+			want, _ := m.Anomalies.List(tenant, projections.Filter{}, 0, 5000)
+			if len(want) != 1000 || !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: %d anomalies read back, %d written, or they differ", tenant, len(got), len(want))
+			}
+			for _, a := range agents[tenant] {
+				g, _ := s.Models.Agents.Get(tenant, a)
+				w, _ := m.Agents.Get(tenant, a)
+				if !reflect.DeepEqual(g, w) {
+					t.Fatalf("agent %s of %s: read %+v, written %+v", a, tenant, g.Record(), w.Record())
+				}
+			}
+		}
+	}
+}
+
+var resolutionsInOrder = []domain.Resolution{
+	domain.ResolutionFalsePositive, domain.ResolutionMitigated, domain.ResolutionAcceptedRisk, domain.ResolutionAgentRevoked,
 }
