@@ -158,6 +158,22 @@ func (m *Metrics) WatchNATS(connected func() bool) {
 	}))
 }
 
+// WatchStartUp exports how the read model was built at start-up: the
+// position of the snapshot it started from (0: it replayed the whole log),
+// and how long it took until it had caught up with the log.
+func (m *Metrics) WatchStartUp(snapshotPosition uint64, took time.Duration) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "anomalyd_read_model_snapshot_position",
+			Help: "Store position of the snapshot the read model started from at start-up; 0 when it replayed the whole log.",
+		}, func() float64 { return float64(snapshotPosition) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "anomalyd_read_model_startup_seconds",
+			Help: "Seconds the start-up took until the read model had caught up with the log (NATS start, snapshot read and replay included).",
+		}, func() float64 { return took.Seconds() }),
+	)
+}
+
 // WatchCommandCache exports how the commands on anomalies found their state:
 // decided on a state the service kept, or loaded from the store (stats is
 // app.Service.CacheStats, as plain numbers).

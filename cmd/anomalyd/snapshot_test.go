@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/anomalyd/anomalyd/natseffects"
@@ -151,6 +152,13 @@ func testSnapshotRestartServesWhatTheLogSays(t *testing.T, b backend) {
 	if got := s.m.ReadModelStartedAfter(); got != head {
 		t.Fatalf("restart: read model started after position %d, want the snapshot's %d", got, head)
 	}
+	_, text := s.get("/metrics")
+	if v, ok := metric(text, "anomalyd_read_model_snapshot_position"); !ok || v != float64(head) {
+		t.Errorf("anomalyd_read_model_snapshot_position = %v (found %v), want %d", v, ok, head)
+	}
+	if v, ok := metric(text, "anomalyd_read_model_startup_seconds"); !ok || v <= 0 {
+		t.Errorf("anomalyd_read_model_startup_seconds = %v (found %v), want the start-up's time", v, ok)
+	}
 	sameReadSide(t, "after a restart from the snapshot", s.readSide(k, agents), before)
 	// Commands decided on the read model and state the snapshot gave back.
 	s.command(k.full, anomaly(id1, "resolve"), `{"resolution":"false_positive"}`, http.StatusOK)
@@ -170,6 +178,9 @@ func testSnapshotRestartServesWhatTheLogSays(t *testing.T, b backend) {
 	s = start(t, dir, append(flags, "--snapshot-file", "off")...)
 	if got := s.m.ReadModelStartedAfter(); got != 0 {
 		t.Fatalf("with snapshots off: read model started after position %d, want 0", got)
+	}
+	if _, text := s.get("/metrics"); !strings.Contains(text, "\nanomalyd_read_model_snapshot_position 0\n") {
+		t.Error("with snapshots off, /metrics does not say the read model started from position 0")
 	}
 	sameReadSide(t, "after a whole replay", s.readSide(k, agents), after)
 	s.settle(k.full)

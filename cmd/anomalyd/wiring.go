@@ -76,6 +76,7 @@ func NewMain(cfg Config, logger *slog.Logger) *Main {
 // the HTTP server, in that order, and returns once the read model has caught up
 // with the log and the API is listening.
 func (m *Main) Open(ctx context.Context) error {
+	opened := time.Now()
 	// The snapshot is read while NATS recovers its streams; it is checked
 	// against the log once the store is open.
 	snapshot := m.readSnapshot()
@@ -162,6 +163,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("read model catch-up: %w", err)
 	}
 	m.logger.Info("read model caught up", "position", readModel.Position(), "took", time.Since(start).Round(time.Millisecond))
+	m.metrics.WatchStartUp(m.startedAfter, time.Since(opened))
 
 	svc := app.NewService(store, app.WithPolicy(policies.Get),
 		app.WithContainments(projections.LiveAgents{Runner: readModel, Agents: agents}),
