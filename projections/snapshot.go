@@ -276,8 +276,19 @@ type encodeBatch struct {
 func (b *encodeBatch) encode() {
 	defer close(b.done)
 	for _, l := range b.lines {
+		start := len(b.out)
 		if b.out, b.err = json.Append(b.out, l, 0); b.err != nil {
 			return
+		}
+		// Strings are escaped, but a raw message (details) is copied as it
+		// is: one stored with its whitespace, by an older build or another
+		// writer, would split the line.
+		if bytes.IndexByte(b.out[start:], '\n') >= 0 {
+			var c bytes.Buffer
+			if b.err = json.Compact(&c, b.out[start:]); b.err != nil {
+				return
+			}
+			b.out = append(b.out[:start], c.Bytes()...)
 		}
 		b.out = append(b.out, '\n')
 	}

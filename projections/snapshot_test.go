@@ -383,3 +383,39 @@ func TestSnapshotOfManyAnomaliesReadsBackInOrder(t *testing.T) {
 var resolutionsInOrder = []domain.Resolution{
 	domain.ResolutionFalsePositive, domain.ResolutionMitigated, domain.ResolutionAcceptedRisk, domain.ResolutionAgentRevoked,
 }
+
+// Details kept as a client wrote them, over several lines, still make one
+// line of the snapshot each.
+func TestSnapshotOfDetailsOverSeveralLines(t *testing.T) {
+	m := projections.NewReadModels()
+	details := json.RawMessage("{\n  \"rps\": 950,\n  \"paths\": [\"/a\",\n    \"/b\"]\n}")
+	a, err := domain.Report(domain.ReportAnomaly{Tenant: "acme", AnomalyID: uuid.New(), AgentID: uuid.New(),
+		AnomalyType: "rate_spike", Severity: domain.SeverityHigh, Details: details},
+		domain.DefaultPolicy(), domain.Meta{EventID: uuid.New(), At: time.Unix(1, 0), Actor: actor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := eventstore.Recorded{Event: a.Changes()[0], Position: 1}
+	if err := (projections.Multi{m.Anomalies, m.Agents, m.Policies}).Apply(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "read-models.snapshot")
+	ref := projections.EventRef{Position: 1, Tenant: "acme", Category: r.Stream.Category, Stream: r.Stream.ID,
+		Version: 1, EventID: r.ID, Hash: r.Hash}
+	if _, err := projections.SaveSnapshot(path, m, ref); err != nil {
+		t.Fatal(err)
+	}
+	s, err := projections.ReadSnapshot(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Models.Anomalies.Get("acme", a.State().ID)
+	var g, w any
+	if err := json.Unmarshal(got.Details, &g); err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(details, &w)
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("details read back %s, written %s", got.Details, details)
+	}
+}

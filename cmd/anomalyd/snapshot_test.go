@@ -115,7 +115,13 @@ func testSnapshotRestartServesWhatTheLogSays(t *testing.T, b backend) {
 	}
 	anomaly := func(id, cmd string) string { return "/v1/anomalies/" + id + "/" + cmd }
 
-	id1 := report(a1, "low", `,"description":"first\nline \"quoted\" ✓","details":{"k":"v\u2028","n":[1,2.5,null],"o":{}}`)
+	// Details as a client may send them, over several lines: a snapshot is
+	// one line per anomaly whatever its details hold.
+	id1 := report(a1, "low", `,"description":"first\nline \"quoted\" ✓","details":{
+		"k": "v\u2028",
+		"n": [1, 2.5, null],
+		"o": {}
+	}`)
 	id2 := report(a1, "critical", "")
 	id3 := report(a2, "high", "")
 	s.command(k.full, anomaly(id3, "investigate"), `{"assignee":"alice"}`, http.StatusOK)
