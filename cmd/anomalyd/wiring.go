@@ -440,7 +440,11 @@ func (m *Main) Close(ctx context.Context) error {
 		m.wg.Wait()
 	}
 	if m.saveSnapshot != nil {
-		m.saveSnapshot()
+		if ctx.Err() == nil {
+			m.saveSnapshot()
+		} else {
+			m.logger.Warn("read-model snapshot not written: the shutdown ran out of time", "err", ctx.Err())
+		}
 	}
 	if m.stopJWKS != nil {
 		m.stopJWKS()
