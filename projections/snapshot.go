@@ -334,21 +334,6 @@ func (w *snapshotWriter) write(b []byte) {
 	w.n += int64(n)
 }
 
-// LoadSnapshot reads the snapshot at path (ReadSnapshot) and checks it
-// against store's log (Snapshot.CheckLog). The error wraps fs.ErrNotExist when
-// there is no snapshot; any error means the snapshot cannot be used, and the
-// caller replays the whole log.
-func LoadSnapshot(ctx context.Context, store eventstore.Store, path string) (ReadModels, SnapshotInfo, error) {
-	snap, err := ReadSnapshot(path)
-	if err != nil {
-		return ReadModels{}, SnapshotInfo{}, err
-	}
-	if err := snap.CheckLog(ctx, store); err != nil {
-		return ReadModels{}, snap.Info, err
-	}
-	return snap.Models, snap.Info, nil
-}
-
 // Snapshot is a snapshot read back: the read models it holds, not yet checked
 // against the log.
 type Snapshot struct {

@@ -94,6 +94,20 @@ func sameModels(t *testing.T, got, want projections.ReadModels, hs []*history) {
 	}
 }
 
+// loadSnapshot reads the snapshot at path and checks it against store's log,
+// as a start does.
+func loadSnapshot(t *testing.T, store eventstore.Store, path string) (projections.ReadModels, projections.SnapshotInfo, error) {
+	t.Helper()
+	s, err := projections.ReadSnapshot(path)
+	if err != nil {
+		return projections.ReadModels{}, projections.SnapshotInfo{}, err
+	}
+	if err := s.CheckLog(t.Context(), store); err != nil {
+		return projections.ReadModels{}, s.Info, err
+	}
+	return s.Models, s.Info, nil
+}
+
 func TestSnapshotGivesBackTheFoldedReadModels(t *testing.T) {
 	store := newStore(t)
 	hs := snapshotLog(t, store)
@@ -116,7 +130,7 @@ func TestSnapshotGivesBackTheFoldedReadModels(t *testing.T) {
 	if names, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*")); len(names) != 1 || names[0] != path {
 		t.Errorf("files beside the snapshot: %v, want only the snapshot", names)
 	}
-	loaded, info, err := projections.LoadSnapshot(t.Context(), store, path)
+	loaded, info, err := loadSnapshot(t, store, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +162,7 @@ func fold2(t *testing.T, store eventstore.Store) projections.ReadModels {
 }
 
 func TestNoSnapshotIsNotExist(t *testing.T) {
-	_, _, err := projections.LoadSnapshot(t.Context(), newStore(t), filepath.Join(t.TempDir(), "none"))
+	_, _, err := loadSnapshot(t, newStore(t), filepath.Join(t.TempDir(), "none"))
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("err = %v, want fs.ErrNotExist", err)
 	}
@@ -264,14 +278,14 @@ func TestSnapshotRefused(t *testing.T) {
 			if err := os.WriteFile(path, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, _, err := projections.LoadSnapshot(t.Context(), tc.store, path)
+			_, _, err := loadSnapshot(t, tc.store, path)
 			if err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one saying %q", err, tc.want)
 			}
 		})
 	}
 	// The unedited file loads: each case fails for its edit alone.
-	if _, _, err := projections.LoadSnapshot(t.Context(), store, good); err != nil {
+	if _, _, err := loadSnapshot(t, store, good); err != nil {
 		t.Fatal(err)
 	}
 }
