@@ -87,10 +87,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.folded = rec.Position
 			r.mu.Lock()
 			r.last = refOf(rec)
-			r.mu.Unlock()
 			if !r.settle {
-				r.advance(rec.Position)
+				r.advanceLocked(rec.Position)
 			}
+			r.mu.Unlock()
 			return nil
 		})
 		if ctx.Err() != nil {
@@ -181,6 +181,13 @@ type waiter struct {
 
 func (r *Runner) advance(pos uint64) {
 	r.mu.Lock()
+	r.advanceLocked(pos)
+	r.mu.Unlock()
+}
+
+// advanceLocked moves the position to pos and wakes the waiters it reaches.
+// r.mu is held.
+func (r *Runner) advanceLocked(pos uint64) {
 	r.pos = max(r.pos, pos)
 	n := 0
 	for n < len(r.waiting) && r.waiting[n].pos <= r.pos {
@@ -188,7 +195,6 @@ func (r *Runner) advance(pos uint64) {
 		n++
 	}
 	r.waiting = r.waiting[n:]
-	r.mu.Unlock()
 }
 
 func (r *Runner) fail(err error) {
