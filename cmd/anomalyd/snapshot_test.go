@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anomalyd/anomalyd/natseffects"
 	"github.com/google/uuid"
@@ -273,4 +275,68 @@ func TestDamagedSnapshotIsNotUsed(t *testing.T) {
 		t.Fatalf("read model started after position %d of a damaged snapshot", got)
 	}
 	sameReadSide(t, "after a damaged snapshot", s.readSide(k, agents), before)
+}
+
+// A stop while an effect cannot be stored writes no snapshot: one taken after
+// that effect's event would keep the next start from publishing it. The
+// snapshot before stays, and the next start publishes the effect from the
+// log after it. Either the publisher cannot read the effects stream at all
+// (the read model stops on the error), or its sends fail and the stop's
+// flush of the effects runs out of time.
+func TestNoSnapshotWhileAnEffectIsNotStored(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		publisherFirst bool // an effect is stored before the stream goes
+	}{
+		{"PublisherCannotStart", false},
+		{"EffectPending", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			k := newKeys(t, dir)
+			s := start(t, dir)
+			s.report(k.full, uuid.NewString(), "high")
+			s.settle(k.full)
+			head := s.head()
+			s.stop()
+			snapshot := filepath.Join(dir, "read-models.snapshot")
+			first, err := os.ReadFile(snapshot)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			s = start(t, dir)
+			if tc.publisherFirst {
+				s.settle(k.full)
+			}
+			// Without its stream, no effect can be stored until the next
+			// start makes the stream again.
+			if err := s.js.DeleteStream(t.Context(), natseffects.DefaultStream); err != nil {
+				t.Fatal(err)
+			}
+			agent := uuid.NewString()
+			id := s.report(k.full, agent, "critical")
+			if r := s.do("GET", "/v1/anomalies/"+id, k.full, "acme", ""); r.status != http.StatusOK {
+				t.Fatalf("the read model does not hold the report: %d", r.status)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			s.nc.Close()
+			if err := s.m.Close(ctx); err != nil {
+				t.Logf("close: %v", err)
+			}
+			s.m = nil
+			if got, err := os.ReadFile(snapshot); err != nil || !bytes.Equal(got, first) {
+				t.Fatalf("the snapshot changed at a stop with an effect not stored (err %v)", err)
+			}
+
+			s = start(t, dir)
+			if got := s.m.ReadModelStartedAfter(); got != head {
+				t.Fatalf("read model started after position %d, want the first snapshot's %d", got, head)
+			}
+			if got := effectTypes(s.effects(agent, 1)); len(got) != 1 || got[0] != "agent.quarantined" {
+				t.Fatalf("effects of the report made while they could not be stored: %v, want agent.quarantined once", got)
+			}
+		})
+	}
 }
