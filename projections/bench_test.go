@@ -180,9 +180,7 @@ func snapshotModels(b *testing.B, n int) (projections.ReadModels, projections.Ev
 			b.Fatal(err)
 		}
 	}
-	r := log[len(log)-1]
-	return m, projections.EventRef{Position: r.Position, Tenant: r.Stream.Tenant, Category: r.Stream.Category,
-		Stream: r.Stream.ID, Version: r.Version, EventID: r.ID, Hash: r.Hash}
+	return m, projections.RefOf(log[len(log)-1])
 }
 
 // BenchmarkSnapshotSave measures writing the read models of 100,000

@@ -363,8 +363,7 @@ func TestSnapshotOfManyAnomaliesReadsBackInOrder(t *testing.T) {
 		}
 		agents[h.tenant] = append(agents[h.tenant], h.agent)
 	}
-	ref := projections.EventRef{Position: last.Position, Tenant: last.Stream.Tenant, Category: last.Stream.Category,
-		Stream: last.Stream.ID, Version: last.Version, EventID: last.ID, Hash: last.Hash}
+	ref := projections.RefOf(last)
 	path := filepath.Join(t.TempDir(), "read-models.snapshot")
 	if _, err := projections.SaveSnapshot(path, m, ref); err != nil {
 		t.Fatal(err)
@@ -414,9 +413,7 @@ func TestSnapshotOfDetailsOverSeveralLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "read-models.snapshot")
-	ref := projections.EventRef{Position: 1, Tenant: "acme", Category: r.Stream.Category, Stream: r.Stream.ID,
-		Version: 1, EventID: r.ID, Hash: r.Hash}
-	if _, err := projections.SaveSnapshot(path, m, ref); err != nil {
+	if _, err := projections.SaveSnapshot(path, m, projections.RefOf(r)); err != nil {
 		t.Fatal(err)
 	}
 	s, err := projections.ReadSnapshot(path)
