@@ -272,7 +272,7 @@ func (m *Main) writeSnapshot(models projections.ReadModels, readModel *projectio
 	case readModel.Err() != nil: // it may have folded part of the event it failed on
 		m.logger.Warn("read-model snapshot not written: the read model stopped on an error", "err", readModel.Err())
 		return
-	case readModel.Position() != last.Position || settled < last.Position:
+	case settled < last.Position:
 		m.logger.Warn("read-model snapshot not written: not every effect of the events folded is stored",
 			"position", last.Position, "effects_stored_up_to", settled)
 		return
