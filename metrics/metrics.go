@@ -174,6 +174,26 @@ func (m *Metrics) WatchStartUp(snapshotPosition uint64, took time.Duration) {
 	)
 }
 
+// WatchSnapshots exports where the last read-model snapshot written by this
+// process was taken (0: none yet), as written reports it.
+func (m *Metrics) WatchSnapshots(written func() (position uint64, at time.Time)) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "anomalyd_read_model_snapshot_written_position",
+			Help: "Store position of the last read-model snapshot this process wrote; 0 before the first. A start after a crash replays the log from there.",
+		}, func() float64 { p, _ := written(); return float64(p) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "anomalyd_read_model_snapshot_written_timestamp_seconds",
+			Help: "Unix time at which this process last wrote a read-model snapshot; 0 before the first.",
+		}, func() float64 {
+			if _, at := written(); !at.IsZero() {
+				return float64(at.UnixNano()) / 1e9
+			}
+			return 0
+		}),
+	)
+}
+
 // WatchCommandCache exports how the commands on anomalies found their state:
 // decided on a state the service kept, or loaded from the store (stats is
 // app.Service.CacheStats, as plain numbers).

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"maps"
 	"sync"
 
 	"github.com/anomalyd/anomalyd/domain"
@@ -14,6 +15,7 @@ import (
 type Agents struct {
 	mu     sync.RWMutex
 	agents agentFold
+	epoch  uint64 // how many cuts were taken (see ReadModels.Cut)
 }
 
 // NewAgents returns an empty agent read model.
@@ -26,25 +28,47 @@ func NewAgents() *Agents {
 func (m *Agents) Apply(_ context.Context, r eventstore.Recorded) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, _, _, err := m.agents.apply(r)
+	_, _, _, err := m.agents.apply(r, m.epoch)
 	return err
 }
 
-// agentFold is every agent's containment, by tenant and agent.
-type agentFold map[agentKey]*domain.AgentContainment
+// cut returns a copy of the model's index for a snapshot, and starts a new
+// epoch, so that no containment the copy holds changes any more.
+func (m *Agents) cut() *Agents {
+	m.mu.RLock() // as Anomalies.cut
+	defer m.mu.RUnlock()
+	out := &Agents{agents: maps.Clone(m.agents)}
+	m.epoch++
+	return out
+}
 
-// apply folds r into the containment of the agent it concerns and returns the
-// agent and its status before and after: equal when r changes nothing or
-// concerns no agent.
-func (f agentFold) apply(r eventstore.Recorded) (agent uuid.UUID, before, after domain.Containment, err error) {
+// agentFold is every agent's containment, by tenant and agent.
+type agentFold map[agentKey]*agentEntry
+
+// agentEntry is an agent's containment and the epoch of its fold it was made
+// in: one of an earlier epoch may be in a cut being written, and is copied
+// before it changes.
+type agentEntry struct {
+	domain.AgentContainment
+	epoch uint64
+}
+
+// apply folds r, in the fold's epoch, into the containment of the agent it
+// concerns and returns the agent and its status before and after: equal when
+// r changes nothing or concerns no agent.
+func (f agentFold) apply(r eventstore.Recorded, epoch uint64) (agent uuid.UUID, before, after domain.Containment, err error) {
 	agent, ok := domain.AgentOf(r.Event)
 	if !ok {
 		return uuid.Nil, 0, 0, nil
 	}
 	key := agentKey{r.TenantID, agent}
 	c := f[key]
-	if c == nil {
-		c = &domain.AgentContainment{}
+	switch {
+	case c == nil:
+		c = &agentEntry{epoch: epoch}
+		f[key] = c
+	case c.epoch != epoch:
+		c = &agentEntry{AgentContainment: c.Clone(), epoch: epoch}
 		f[key] = c
 	}
 	before = c.Status()
@@ -59,9 +83,9 @@ func (f agentFold) apply(r eventstore.Recorded) (agent uuid.UUID, before, after 
 // allocation, not as many.
 func (f agentFold) clone() agentFold {
 	out := make(agentFold, len(f))
-	slab := make([]domain.AgentContainment, 0, len(f))
+	slab := make([]agentEntry, 0, len(f))
 	for k, c := range f {
-		slab = append(slab, c.Clone())
+		slab = append(slab, agentEntry{AgentContainment: c.Clone()})
 		out[k] = &slab[len(slab)-1]
 	}
 	return out
@@ -106,7 +130,7 @@ func (a *AgentsWithEffects) Apply(ctx context.Context, r eventstore.Recorded) er
 		a.detach()
 	}
 	a.Agents.mu.Lock()
-	agent, before, after, err := a.Agents.agents.apply(r)
+	agent, before, after, err := a.Agents.agents.apply(r, a.Agents.epoch)
 	a.Agents.mu.Unlock()
 	if err != nil || a.detached {
 		return err

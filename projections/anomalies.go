@@ -19,6 +19,11 @@ type AnomalyView struct {
 	domain.AnomalyState
 	ReferencedBy []uuid.UUID
 	Position     uint64
+
+	// epoch is the read model's epoch when the view was made: a view of an
+	// earlier epoch may be in a cut being written, and is copied before it
+	// changes (see tenantAnomalies.own).
+	epoch uint64
 }
 
 type tenantAnomalies struct {
@@ -31,6 +36,7 @@ type tenantAnomalies struct {
 type Anomalies struct {
 	mu      sync.RWMutex
 	tenants map[string]*tenantAnomalies
+	epoch   uint64 // how many cuts were taken (see ReadModels.Cut)
 }
 
 // NewAnomalies returns an empty read model.
@@ -58,11 +64,14 @@ func (m *Anomalies) Apply(_ context.Context, r eventstore.Recorded) error {
 	v := t.byID[id]
 	added := v == nil
 	if added {
-		v = &AnomalyView{AnomalyState: domain.AnomalyState{ID: id}, Position: r.Position}
+		v = &AnomalyView{AnomalyState: domain.AnomalyState{ID: id}, Position: r.Position, epoch: m.epoch}
 	}
 	next := v.AnomalyState // fold into a copy so that a failed event leaves the model as it was
 	if err := next.Apply(r.Event); err != nil {
 		return err
+	}
+	if !added {
+		v = t.own(v, m.epoch)
 	}
 	v.AnomalyState = next
 	if added {
@@ -70,6 +79,7 @@ func (m *Anomalies) Apply(_ context.Context, r eventstore.Recorded) error {
 		t.order = append(t.order, v)
 		if ref := next.ReferencesAnomalyID; ref != nil {
 			if orig := t.byID[*ref]; orig != nil {
+				orig = t.own(orig, m.epoch)
 				orig.ReferencedBy = append(orig.ReferencedBy, id)
 			}
 		}
@@ -77,9 +87,41 @@ func (m *Anomalies) Apply(_ context.Context, r eventstore.Recorded) error {
 	return nil
 }
 
+// own returns v to change in place when it was made in this epoch; else a
+// copy of it, made in this epoch, that replaces it in the model, since v may
+// be in a cut being written. (The copy shares ReferencedBy's array: appending
+// writes past v's length only, where v is never read.)
+func (t *tenantAnomalies) own(v *AnomalyView, epoch uint64) *AnomalyView {
+	if v.epoch == epoch {
+		return v
+	}
+	c := *v
+	c.epoch = epoch
+	t.byID[c.ID] = &c
+	i := sort.Search(len(t.order), func(k int) bool { return t.order[k].Position >= c.Position })
+	t.order[i] = &c
+	return &c
+}
+
+// cut returns a copy of the model's lists for a snapshot (no index by id), and
+// starts a new epoch, so that no view the copy holds changes any more.
+func (m *Anomalies) cut() *Anomalies {
+	// Readers may go on: only the folding goroutine, which calls cut, writes
+	// the model, and the epoch is its own.
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := &Anomalies{tenants: make(map[string]*tenantAnomalies, len(m.tenants))}
+	for name, t := range m.tenants {
+		out.tenants[name] = &tenantAnomalies{order: slices.Clone(t.order)}
+	}
+	m.epoch++
+	return out
+}
+
 func (v *AnomalyView) clone() AnomalyView {
 	c := *v
 	c.ReferencedBy = slices.Clone(v.ReferencedBy)
+	c.epoch = 0 // the model's bookkeeping, not the anomaly's
 	return c
 }
 

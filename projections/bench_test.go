@@ -192,7 +192,7 @@ func BenchmarkSnapshotSave(b *testing.B) {
 	b.ResetTimer()
 	var bytes int64
 	for b.Loop() {
-		info, err := projections.SaveSnapshot(path, m, last)
+		info, err := projections.SaveSnapshot(context.Background(), path, m, last, projections.SaveOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -207,7 +207,7 @@ func BenchmarkSnapshotSave(b *testing.B) {
 func BenchmarkSnapshotRead(b *testing.B) {
 	m, last := snapshotModels(b, 100_000)
 	path := filepath.Join(b.TempDir(), "read-models.snapshot")
-	saved, err := projections.SaveSnapshot(path, m, last)
+	saved, err := projections.SaveSnapshot(context.Background(), path, m, last, projections.SaveOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -224,4 +224,29 @@ func BenchmarkSnapshotRead(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*100_000)/b.Elapsed().Seconds(), "anomalies/s")
 	b.ReportMetric(float64(int64(b.N)*saved.Bytes)/1e6/b.Elapsed().Seconds(), "MB/s")
+}
+
+// BenchmarkSnapshotCut measures the pause of the read model while a snapshot
+// is cut from it as it runs (ReadModels.Cut: its indexes copied) for 100,000
+// anomalies on 25,000 agents, and the save of the cut on the one goroutine a
+// running service gives it.
+func BenchmarkSnapshotCut(b *testing.B) {
+	m, last := snapshotModels(b, 100_000)
+	b.Run("Cut", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m.Cut()
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/cut")
+	})
+	b.Run("SaveOnOneGoroutine", func(b *testing.B) {
+		path := filepath.Join(b.TempDir(), "read-models.snapshot")
+		cut := m.Cut()
+		for b.Loop() {
+			if _, err := projections.SaveSnapshot(context.Background(), path, cut, last, projections.SaveOptions{Workers: 1}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*100_000)/b.Elapsed().Seconds(), "anomalies/s")
+	})
 }

@@ -151,7 +151,7 @@ func (p *Effects) OnSettled(fn func(pos uint64)) { p.notify = fn }
 // fold, and the sink's error when the last stored effect cannot be read at the
 // start.
 func (p *Effects) Apply(ctx context.Context, r eventstore.Recorded) error {
-	agent, before, after, err := p.agents.apply(r)
+	agent, before, after, err := p.agents.apply(r, 0) // never cut
 	if err != nil {
 		return err
 	}

@@ -81,6 +81,16 @@ func NewReadModels() ReadModels {
 	return ReadModels{Anomalies: NewAnomalies(), Agents: NewAgents(), Policies: NewPolicies()}
 }
 
+// Cut returns a copy of m as it is now, for SaveSnapshot while folding goes
+// on: it copies the read models' indexes, not their entries, and an entry
+// folded after the cut is copied before it changes, once. It must be called on
+// the goroutine that folds m, between two events (from a Projector that comes
+// after m's in a Multi). The copy serves SaveSnapshot only: its anomalies have
+// no index by id.
+func (m ReadModels) Cut() ReadModels {
+	return ReadModels{Anomalies: m.Anomalies.cut(), Agents: m.Agents.cut(), Policies: &Policies{policies: m.Policies.All()}}
+}
+
 // SnapshotInfo describes a snapshot written or read.
 type SnapshotInfo struct {
 	Last      EventRef // the last event folded into it
@@ -128,11 +138,26 @@ type snapshotEnd struct {
 	SHA256    string `json:"sha256"` // of every byte before the end line
 }
 
+// SaveOptions say how much of the machine SaveSnapshot takes.
+type SaveOptions struct {
+	// Workers is how many goroutines encode the lines; 0 is one per CPU.
+	Workers int
+	// Share, between 0 and 1, is the part of its time each worker spends
+	// encoding: it rests after each batch for as long as the rest takes, so
+	// that a snapshot written while the service runs leaves it the CPU. 0
+	// (or 1) encodes without rest.
+	Share float64
+}
+
 // SaveSnapshot writes m, folded up to and including the event last, to path:
 // to a new file beside it, synced, then renamed over path, so that path holds
 // the old snapshot or the whole new one, never a part. Nothing may fold into m
-// while it runs (its runner has stopped).
-func SaveSnapshot(path string, m ReadModels, last EventRef) (SnapshotInfo, error) {
+// while it runs: its runner has stopped, or m is a Cut. It stops with ctx's
+// error, leaving path as it was, if ctx ends first.
+func SaveSnapshot(ctx context.Context, path string, m ReadModels, last EventRef, opt SaveOptions) (SnapshotInfo, error) {
+	if opt.Workers < 1 {
+		opt.Workers = runtime.GOMAXPROCS(0)
+	}
 	if last.Position == 0 || last.Version == 0 {
 		return SnapshotInfo{}, errors.New("save snapshot: nothing folded")
 	}
@@ -163,7 +188,10 @@ func SaveSnapshot(path string, m ReadModels, last EventRef) (SnapshotInfo, error
 	h := snapshotHeader{Format: snapshotFormat, Version: snapshotVersion, Last: last, WrittenAt: info.WrittenAt}
 	h.Anomalies, h.Agents = m.sizes()
 	w.line(h)
-	info.Anomalies, info.Agents, info.Policies = m.write(w)
+	info.Anomalies, info.Agents, info.Policies = m.write(ctx, w, opt)
+	if w.err == nil {
+		w.err = ctx.Err()
+	}
 	w.end(snapshotEnd{Anomalies: info.Anomalies, Agents: info.Agents, Policies: info.Policies})
 	if w.err == nil {
 		w.err = w.w.Flush()
@@ -203,20 +231,27 @@ func (m ReadModels) sizes() (map[string]int, int) {
 }
 
 // write writes every anomaly, agent and policy of m and returns their counts.
-// The lines are encoded on every CPU, in batches, and written in order.
-func (m ReadModels) write(w *snapshotWriter) (anomalies, agents, policies int) {
-	work := make(chan *encodeBatch, 2*runtime.GOMAXPROCS(0))
-	ordered := make(chan *encodeBatch, 4*runtime.GOMAXPROCS(0))
+// The lines are encoded on opt.Workers goroutines, in batches, and written in
+// order. Once ctx ends, no more batches are made: the file is cut short.
+func (m ReadModels) write(ctx context.Context, w *snapshotWriter, opt SaveOptions) (anomalies, agents, policies int) {
+	work := make(chan *encodeBatch, 2*opt.Workers)
+	ordered := make(chan *encodeBatch, 4*opt.Workers)
 	go func() {
 		defer close(ordered)
 		defer close(work)
 		b := &encodeBatch{done: make(chan struct{})}
+		stopped := false
 		add := func(l snapshotLine) {
-			if b.lines = append(b.lines, l); len(b.lines) == snapshotBatchLines {
-				work <- b
-				ordered <- b
-				b = &encodeBatch{done: make(chan struct{})}
+			if b.lines = append(b.lines, l); len(b.lines) < snapshotBatchLines {
+				return
 			}
+			if stopped = stopped || ctx.Err() != nil; stopped {
+				b.lines = b.lines[:0] // the save fails; the rest is not written
+				return
+			}
+			work <- b
+			ordered <- b
+			b = &encodeBatch{done: make(chan struct{})}
 		}
 		m.Anomalies.mu.RLock()
 		tenants := make([]string, 0, len(m.Anomalies.tenants))
@@ -246,10 +281,18 @@ func (m ReadModels) write(w *snapshotWriter) (anomalies, agents, policies int) {
 			ordered <- b
 		}
 	}()
-	for range runtime.GOMAXPROCS(0) {
+	for range opt.Workers {
 		go func() {
 			for b := range work {
+				start := time.Now()
 				b.encode()
+				if opt.Share > 0 && opt.Share < 1 {
+					rest := time.Duration(float64(time.Since(start)) * (1 - opt.Share) / opt.Share)
+					select {
+					case <-time.After(rest):
+					case <-ctx.Done():
+					}
+				}
 			}
 		}()
 	}
@@ -585,7 +628,7 @@ func (m ReadModels) restore(l snapshotLine, h *snapshotHeader) error {
 		k := agentKey{tenant: l.Agent.Tenant, agent: l.Agent.AgentID}
 		c := l.Agent.Containment.Containment()
 		n := len(m.Agents.agents)
-		if m.Agents.agents[k] = &c; len(m.Agents.agents) == n {
+		if m.Agents.agents[k] = (&agentEntry{AgentContainment: c}); len(m.Agents.agents) == n {
 			return fmt.Errorf("agent %s of tenant %s appears twice", k.agent, k.tenant)
 		}
 	case l.Policy != nil && l.Anomaly == nil && l.Agent == nil:

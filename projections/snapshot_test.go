@@ -114,7 +114,7 @@ func TestSnapshotGivesBackTheFoldedReadModels(t *testing.T) {
 	whole := projections.NewReadModels()
 	last := fold(t, store, whole, projections.EventRef{})
 	path := filepath.Join(t.TempDir(), "snap", "read-models.snapshot")
-	if _, err := projections.SaveSnapshot(path, whole, last); err != nil {
+	if _, err := projections.SaveSnapshot(context.Background(), path, whole, last, projections.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// A save killed before its rename left a new file behind: the next save
@@ -123,7 +123,7 @@ func TestSnapshotGivesBackTheFoldedReadModels(t *testing.T) {
 	if err := os.WriteFile(stale, []byte("half"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	saved, err := projections.SaveSnapshot(path, whole, last)
+	saved, err := projections.SaveSnapshot(context.Background(), path, whole, last, projections.SaveOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestSnapshotRefused(t *testing.T) {
 	last := fold(t, store, m, projections.EventRef{})
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good")
-	if _, err := projections.SaveSnapshot(good, m, last); err != nil {
+	if _, err := projections.SaveSnapshot(context.Background(), good, m, last, projections.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	written, err := os.ReadFile(good)
@@ -365,7 +365,7 @@ func TestSnapshotOfManyAnomaliesReadsBackInOrder(t *testing.T) {
 	}
 	ref := projections.RefOf(last)
 	path := filepath.Join(t.TempDir(), "read-models.snapshot")
-	if _, err := projections.SaveSnapshot(path, m, ref); err != nil {
+	if _, err := projections.SaveSnapshot(context.Background(), path, m, ref, projections.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -413,7 +413,7 @@ func TestSnapshotOfDetailsOverSeveralLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "read-models.snapshot")
-	if _, err := projections.SaveSnapshot(path, m, projections.RefOf(r)); err != nil {
+	if _, err := projections.SaveSnapshot(context.Background(), path, m, projections.RefOf(r), projections.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := projections.ReadSnapshot(path)

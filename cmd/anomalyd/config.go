@@ -26,11 +26,15 @@ type Config struct {
 	// SnapshotFile keeps the read models between runs (see
 	// projections.SaveSnapshot); "off" keeps none.
 	SnapshotFile string
-	Store        string // event-store backend: jetstream or esdb
-	ESDBURL      string // EventStoreDB connection string, with --store esdb
-	NATSURL      string // external NATS; empty runs NATS embedded
-	NATSListen   string // client address of the embedded NATS; "off" for none
-	NATSSync     bool   // fsync every JetStream write before acknowledging it
+	// SnapshotEvery is the least number of events between two snapshots
+	// written while the service runs (see projections.PeriodicSnapshots); 0
+	// writes one only at a clean shutdown.
+	SnapshotEvery uint64
+	Store         string // event-store backend: jetstream or esdb
+	ESDBURL       string // EventStoreDB connection string, with --store esdb
+	NATSURL       string // external NATS; empty runs NATS embedded
+	NATSListen    string // client address of the embedded NATS; "off" for none
+	NATSSync      bool   // fsync every JetStream write before acknowledging it
 	// EffectsDuplicateWindow is how long JetStream remembers effect ids to drop
 	// a re-published effect; the publisher's own checkpoint makes re-publishing
 	// rare, the window is the second line of defence.
@@ -52,6 +56,10 @@ type Config struct {
 	LogLevel       string // debug, info, warn, error
 }
 
+// DefaultSnapshotEvery is the least number of events between two snapshots of
+// the read models written while the service runs.
+const DefaultSnapshotEvery = 100_000
+
 type setting struct {
 	name, env, def, usage string
 	target                *string
@@ -62,7 +70,7 @@ func (c *Config) settings() []setting {
 		{"addr", "ANOMALYD_ADDR", "127.0.0.1:8080", "HTTP listen address", &c.Addr},
 		{"data-dir", "ANOMALYD_DATA_DIR", "./data", "directory for the embedded NATS JetStream files and the keys file", &c.DataDir},
 		{"keys-file", "ANOMALYD_KEYS_FILE", "", "API keys file (default <data-dir>/keys.json)", &c.KeysFile},
-		{"snapshot-file", "ANOMALYD_SNAPSHOT_FILE", "", "file where a clean shutdown keeps the read models, so that the next start replays only the events after them, once the log is checked to hold the event they were taken after; \"off\" keeps none and replays the whole log (default <data-dir>/read-models.snapshot)", &c.SnapshotFile},
+		{"snapshot-file", "ANOMALYD_SNAPSHOT_FILE", "", "file where the read models are kept, at a clean shutdown and while running (--snapshot-every), so that the next start replays only the events after them, once the log is checked to hold the event they were taken after; \"off\" keeps none and replays the whole log (default <data-dir>/read-models.snapshot)", &c.SnapshotFile},
 		{"store", "ANOMALYD_STORE", "jetstream", "event-store backend: jetstream or esdb (NATS still carries the effects)", &c.Store},
 		{"esdb-url", "ANOMALYD_ESDB_URL", "", "EventStoreDB/KurrentDB connection string for --store esdb, e.g. esdb://localhost:2113?tls=false", &c.ESDBURL},
 		{"nats-url", "ANOMALYD_NATS_URL", "", "URL of an external NATS cluster with JetStream; empty runs NATS embedded", &c.NATSURL},
@@ -104,6 +112,9 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	cacheDef, cacheErr := envFloat(getenv, "ANOMALYD_COMMAND_CACHE", app.DefaultCacheSize)
 	var cache float64
 	fs.Float64Var(&cache, "command-cache", cacheDef, "anomalies whose state the command side keeps between commands, so that a command on one decides without reading its stream, and at most that many KiB of them; 0 reads and checks every anomaly's stream before every command (env ANOMALYD_COMMAND_CACHE)")
+	everyDef, everyErr := envFloat(getenv, "ANOMALYD_SNAPSHOT_EVERY", DefaultSnapshotEvery)
+	var every float64
+	fs.Float64Var(&every, "snapshot-every", everyDef, "while running, keep a snapshot of the read models in --snapshot-file every this many events at least, and at least every half as many events as the snapshot has lines, so that a start after a crash replays only the events since; 0 keeps one only at a clean shutdown (env ANOMALYD_SNAPSHOT_EVERY)")
 	rateDef, rateErr := envFloat(getenv, "ANOMALYD_RATE_LIMIT", 2000)
 	fs.Float64Var(&c.RateLimit, "rate-limit", rateDef, "requests per second each tenant may make, sustained; 0 turns the limit off (env ANOMALYD_RATE_LIMIT)")
 	burstDef, burstErr := envFloat(getenv, "ANOMALYD_RATE_BURST", 4000)
@@ -121,6 +132,10 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		return c, fmt.Errorf("--command-cache %v: want a whole number of anomalies, 0 or more", cache)
 	}
 	c.CommandCache = int(cache)
+	if every < 0 || every > math.MaxInt64 || every != float64(uint64(every)) {
+		return c, fmt.Errorf("--snapshot-every %v: want a whole number of events, 0 or more", every)
+	}
+	c.SnapshotEvery = uint64(every)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if syncErr != nil && !set["nats-sync-always"] {
@@ -134,6 +149,9 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	if cacheErr != nil && !set["command-cache"] {
 		return c, cacheErr
+	}
+	if everyErr != nil && !set["snapshot-every"] {
+		return c, everyErr
 	}
 	if rateErr != nil && !set["rate-limit"] {
 		return c, rateErr

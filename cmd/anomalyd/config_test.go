@@ -35,6 +35,7 @@ func TestConfigDefaults(t *testing.T) {
 		DataDir:                "./data",
 		KeysFile:               filepath.Join("data", "keys.json"),
 		SnapshotFile:           filepath.Join("data", "read-models.snapshot"),
+		SnapshotEvery:          main.DefaultSnapshotEvery,
 		Store:                  "jetstream",
 		NATSURL:                "",
 		NATSListen:             "127.0.0.1:4222",
@@ -74,6 +75,7 @@ var (
 	}
 	dupWindowField configField = func(c main.Config) string { return c.EffectsDuplicateWindow.String() }
 	cacheField     configField = func(c main.Config) string { return strconv.Itoa(c.CommandCache) }
+	everyField     configField = func(c main.Config) string { return strconv.FormatUint(c.SnapshotEvery, 10) }
 )
 
 func TestConfigEnvironment(t *testing.T) {
@@ -99,6 +101,8 @@ func TestConfigEnvironment(t *testing.T) {
 		{"NATSSyncFromEnvironment", map[string]string{"ANOMALYD_NATS_SYNC_ALWAYS": "true"}, natsSyncField, "true"},
 		{"NATSSyncFromEnvironmentAsOne", map[string]string{"ANOMALYD_NATS_SYNC_ALWAYS": "1"}, natsSyncField, "true"},
 		{"CommandCacheOffFromEnvironment", map[string]string{"ANOMALYD_COMMAND_CACHE": "0"}, cacheField, "0"},
+		{"SnapshotEveryFromEnvironment", map[string]string{"ANOMALYD_SNAPSHOT_EVERY": "250000"}, everyField, "250000"},
+		{"SnapshotEveryOffFromEnvironment", map[string]string{"ANOMALYD_SNAPSHOT_EVERY": "0"}, everyField, "0"},
 		{"DuplicateWindowFromEnvironment", map[string]string{"ANOMALYD_EFFECTS_DUPLICATE_WINDOW": "10m"}, dupWindowField, "10m0s"},
 		{"EmptyDataDirAllowedWithExternalNATS", map[string]string{"ANOMALYD_DATA_DIR": "", "ANOMALYD_NATS_URL": "nats://nats:4222"}, natsURLField, "nats://nats:4222"},
 	}
@@ -126,6 +130,7 @@ func TestConfigFlags(t *testing.T) {
 		{"KeysFileFlagBeatsEnvironment", map[string]string{"ANOMALYD_KEYS_FILE": "/env/keys.json"}, []string{"--keys-file", "/flag/keys.json"}, keysFileField, "/flag/keys.json"},
 		{"SnapshotFileFollowsDataDirFlag", map[string]string{"ANOMALYD_DATA_DIR": "/env"}, []string{"--data-dir", "/flag"}, snapshotField, filepath.Join("/flag", "read-models.snapshot")},
 		{"SnapshotFileOffFlagBeatsEnvironment", map[string]string{"ANOMALYD_SNAPSHOT_FILE": "/env/snap"}, []string{"--snapshot-file", "off"}, snapshotField, ""},
+		{"SnapshotEveryFlagBeatsEnvironment", map[string]string{"ANOMALYD_SNAPSHOT_EVERY": "often"}, []string{"--snapshot-every", "5000"}, everyField, "5000"},
 		{"NATSURLFlagBeatsEnvironment", map[string]string{"ANOMALYD_NATS_URL": "nats://env:4222"}, []string{"--nats-url", "nats://flag:4222"}, natsURLField, "nats://flag:4222"},
 		{"NATSListenFlagBeatsEnvironment", map[string]string{"ANOMALYD_NATS_LISTEN": "0.0.0.0:4333"}, []string{"--nats-listen", "127.0.0.1:4444"}, natsListenField, "127.0.0.1:4444"},
 		{"NATSListenOffAccepted", nil, []string{"--nats-listen", "off"}, natsListenField, "off"},
@@ -176,6 +181,9 @@ func TestConfigInvalid(t *testing.T) {
 		{"RefusedNATSSyncFromEnvironment", map[string]string{"ANOMALYD_NATS_SYNC_ALWAYS": "maybe"}, nil, "ANOMALYD_NATS_SYNC_ALWAYS"},
 		{"RefusedNATSSyncFlagValue", nil, []string{"--nats-sync-always=maybe"}, "nats-sync-always"},
 		{"RefusedNegativeCommandCache", nil, []string{"--command-cache", "-1"}, "--command-cache"},
+		{"RefusedNegativeSnapshotEvery", nil, []string{"--snapshot-every", "-1"}, "--snapshot-every"},
+		{"RefusedFractionalSnapshotEvery", nil, []string{"--snapshot-every", "0.5"}, "--snapshot-every"},
+		{"RefusedSnapshotEveryFromEnvironment", map[string]string{"ANOMALYD_SNAPSHOT_EVERY": "often"}, nil, "ANOMALYD_SNAPSHOT_EVERY"},
 		{"RefusedFractionalCommandCache", nil, []string{"--command-cache", "2.5"}, "--command-cache"},
 		{"RefusedCommandCacheFromEnvironment", map[string]string{"ANOMALYD_COMMAND_CACHE": "lots"}, nil, "ANOMALYD_COMMAND_CACHE"},
 		{"RefusedUnknownFlag", nil, []string{"--listen", ":8080"}, "listen"},

@@ -33,7 +33,10 @@ type process struct {
 	cmd     *exec.Cmd
 	base    string // http://host:port
 	natsURL string
-	exited  chan struct{}
+	// startedAfter is the position of the read-model snapshot the start read
+	// (0: it replayed the whole log).
+	startedAfter uint64
+	exited       chan struct{}
 }
 
 func buildBinary(t *testing.T) string {
@@ -46,12 +49,12 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-// launch starts the binary on dir with random loopback ports and waits for the
-// line that says it listens.
-func launch(t *testing.T, bin, dir string) *process {
+// launch starts the binary on dir with random loopback ports, and flags, and
+// waits for the line that says it listens.
+func launch(t *testing.T, bin, dir string, flags ...string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data-dir", dir, "--nats-listen", "127.0.0.1:0", "--rate-limit", "0",
-		"--log-format", "json", "--log-level", "info", "--effects-duplicate-window", "100ms")
+	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--nats-listen", "127.0.0.1:0", "--rate-limit", "0",
+		"--log-format", "json", "--log-level", "info", "--effects-duplicate-window", "100ms"}, flags...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -65,8 +68,17 @@ func launch(t *testing.T, bin, dir string) *process {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			var line struct{ Msg, Addr, NATS string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "anomalyd listening" {
+			var line struct {
+				Msg, Addr, NATS string
+				Position        uint64
+			}
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			switch line.Msg {
+			case "read models loaded from snapshot; the read model replays the log after it":
+				p.startedAfter = line.Position
+			case "anomalyd listening":
 				p.base, p.natsURL = line.Addr, line.NATS
 				close(ready)
 			}
@@ -216,7 +228,9 @@ func readLogAndEffects(t *testing.T, natsURL string) ([]eventstore.Recorded, []p
 // the middle of a load of reports and resolves, starts it again on the same
 // data directory, and checks that every command that got a 2xx is in the log,
 // that no anomaly has two resolutions, and that every effect the log calls for
-// is stored exactly once.
+// is stored exactly once. The binary keeps a snapshot of its read models every
+// hundred events or so, so the kills fall before, during and after the writing
+// of snapshots, and the starts after them read the last one written.
 func TestCrashLosesNothingAndRepeatsNoEffect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -228,21 +242,23 @@ func TestCrashLosesNothingAndRepeatsNoEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &acked{reported: map[string]string{}, resolved: map[string]string{}}
+	snapshots := []string{"--snapshot-every", "100"}
 	for round := range 2 {
-		p := launch(t, bin, dir)
+		p := launch(t, bin, dir, snapshots...)
 		loadDone := make(chan struct{})
 		go func() { load(p, key, 8, time.Now().Add(20*time.Second), a); close(loadDone) }()
 		time.Sleep(time.Duration(700+rand.IntN(600)) * time.Millisecond)
 		p.kill(syscall.SIGKILL)
 		<-loadDone
-		t.Logf("round %d: killed with %d reports and %d resolves acknowledged", round, len(a.reported), len(a.resolved))
+		t.Logf("round %d: started after snapshot position %d, killed with %d reports and %d resolves acknowledged",
+			round, p.startedAfter, len(a.reported), len(a.resolved))
 		time.Sleep(200 * time.Millisecond) // past the effects duplicate window: only the checkpoint can prevent a repeat
 	}
 	if len(a.resolved) < 20 {
 		t.Fatalf("only %d resolves acknowledged before the kills: the load did not run", len(a.resolved))
 	}
 
-	p := launch(t, bin, dir)
+	p := launch(t, bin, dir, snapshots...)
 	// Effects are published in log order: once a new anomaly's effect is
 	// stored, the publisher has been through the whole log.
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -324,6 +340,11 @@ func TestCrashLosesNothingAndRepeatsNoEffect(t *testing.T) {
 			t.Errorf("effect %s of event %s stored %d times, want once", typ, cause, seen[cause])
 		}
 	}
-	t.Logf("%d events, %d effects, all once", len(events), len(effects))
+	t.Logf("%d events, %d effects, all once; the last start read a snapshot taken after position %d", len(events), len(effects), p.startedAfter)
+	// Well over a hundred events before the last kill: the start read the
+	// snapshot the killed process kept last.
+	if p.startedAfter == 0 && len(a.reported) > 200 {
+		t.Errorf("the last start replayed the whole log of %d events: no snapshot kept while running", len(events))
+	}
 	p.kill(syscall.SIGTERM)
 }

@@ -348,3 +348,66 @@ func TestNoSnapshotWhileAnEffectIsNotStored(t *testing.T) {
 		})
 	}
 }
+
+func TestPeriodicSnapshotBoundsTheReplayAfterACrash(t *testing.T) {
+	forEachBackend(t, testPeriodicSnapshotBoundsTheReplayAfterACrash)
+}
+
+// While the service runs, it keeps a snapshot every so many events, cut from
+// the read models as they fold and written beside them. A start after a crash
+// (here the snapshot left as a crash would leave it: the last one written
+// while running) reads it, replays only the log after it, and shows what the
+// API showed before; no effect is published twice.
+func testPeriodicSnapshotBoundsTheReplayAfterACrash(t *testing.T, b backend) {
+	const window = 200 * time.Millisecond
+	dir, flags := newEnv(t, b)
+	flags = append(flags, "--effects-duplicate-window", window.String(), "--snapshot-every", "10")
+	k := newKeys(t, dir)
+	s := start(t, dir, flags...)
+	snapshot := filepath.Join(dir, "read-models.snapshot")
+	anomaly := func(id, cmd string) string { return "/v1/anomalies/" + id + "/" + cmd }
+	var agents, ids []string
+	for i := range 12 {
+		agent := uuid.NewString()
+		agents = append(agents, agent)
+		ids = append(ids, s.report(k.full, agent, []string{"critical", "high", "medium", "low"}[i%4]))
+	}
+	// The cut is written on a goroutine of its own: wait for it.
+	var written float64
+	for deadline := time.Now().Add(10 * time.Second); written == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no snapshot written while running after 12 events with --snapshot-every 10")
+		}
+		_, text := s.get("/metrics")
+		written, _ = metric(text, "anomalyd_read_model_snapshot_written_position")
+	}
+	kept, err := os.ReadFile(snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Commands on anomalies and agents the snapshot holds, after it.
+	s.command(k.full, anomaly(ids[0], "resolve"), `{"resolution":"mitigated"}`, http.StatusOK)
+	s.command(k.full, anomaly(ids[1], "investigate"), `{"assignee":"alice"}`, http.StatusOK)
+	s.command(k.full, anomaly(ids[2], "resolve"), `{"resolution":"false_positive"}`, http.StatusOK)
+	s.command(k.full, anomaly(ids[3], "dismiss"), `{"reason":"duplicate"}`, http.StatusOK)
+	s.command(k.full, "/v1/agents/"+agents[0]+"/restore", `{"notes":"patched"}`, http.StatusOK)
+	s.reportWith(k.full, "acme", fmt.Sprintf(`{"agent_id":%q,"anomaly_type":"rate_spike","severity":"high","references_anomaly_id":%q}`, agents[4], ids[0]))
+	s.settle(k.full)
+	before := s.readSide(k, agents)
+	effects := s.effectCount()
+	s.stop()
+	time.Sleep(2 * window)
+
+	if err := os.WriteFile(snapshot, kept, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = start(t, dir, flags...)
+	if got := s.m.ReadModelStartedAfter(); got == 0 || float64(got) != written {
+		t.Fatalf("after a crash: read model started after position %d, want the snapshot written while running (%v)", got, written)
+	}
+	sameReadSide(t, "after a start from the snapshot written while running", s.readSide(k, agents), before)
+	s.settle(k.full)
+	if got := s.effectCount(); got != effects+1 {
+		t.Errorf("effects after the start and one more report: %d, want %d (each effect once)", got, effects+1)
+	}
+}
