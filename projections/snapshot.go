@@ -158,7 +158,10 @@ func SaveSnapshot(ctx context.Context, path string, m ReadModels, last EventRef,
 	if opt.Workers < 1 {
 		opt.Workers = runtime.GOMAXPROCS(0)
 	}
-	if last.Position == 0 || last.Version == 0 {
+	switch {
+	case path == "":
+		return SnapshotInfo{}, errors.New("save snapshot: no file named")
+	case last.Position == 0 || last.Version == 0:
 		return SnapshotInfo{}, errors.New("save snapshot: nothing folded")
 	}
 	info := SnapshotInfo{Last: last, WrittenAt: time.Now().UTC()}

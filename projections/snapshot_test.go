@@ -430,3 +430,13 @@ func TestSnapshotOfDetailsOverSeveralLines(t *testing.T) {
 		t.Errorf("details read back %s, written %s", got.Details, details)
 	}
 }
+
+// A save names its file: the empty path is refused, not taken for the
+// working directory.
+func TestSaveSnapshotNeedsAFile(t *testing.T) {
+	m := projections.NewReadModels()
+	last := projections.EventRef{Position: 1, Version: 1}
+	if _, err := projections.SaveSnapshot(t.Context(), "", m, last, projections.SaveOptions{}); err == nil || !strings.Contains(err.Error(), "no file") {
+		t.Errorf("save to the empty path: %v, want it refused", err)
+	}
+}

@@ -411,3 +411,30 @@ func testPeriodicSnapshotBoundsTheReplayAfterACrash(t *testing.T, b backend) {
 		t.Errorf("effects after the start and one more report: %d, want %d (each effect once)", got, effects+1)
 	}
 }
+
+// With snapshots off, a stop writes none, anywhere: not even a file of its
+// own in the working directory, whose files it must not touch either (a save
+// to the empty path took the working directory's "..*.tmp" files for its
+// own leftovers, and removed them).
+func TestNoSnapshotWhenOff(t *testing.T) {
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	mine := filepath.Join(cwd, "..mine.tmp")
+	if err := os.WriteFile(mine, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	k := newKeys(t, dir)
+	s := start(t, dir, "--snapshot-file", "off", "--snapshot-every", "1")
+	for range 3 {
+		s.report(k.full, uuid.NewString(), "high")
+	}
+	s.settle(k.full)
+	s.stop()
+	if entries, err := os.ReadDir(cwd); err != nil || len(entries) != 1 || entries[0].Name() != filepath.Base(mine) {
+		t.Errorf("the working directory after a stop with snapshots off holds %v (err %v), want only %s", entries, err, filepath.Base(mine))
+	}
+	if names, _ := filepath.Glob(filepath.Join(dir, "*.snapshot*")); len(names) != 0 {
+		t.Errorf("snapshot files in the data directory with snapshots off: %v", names)
+	}
+}

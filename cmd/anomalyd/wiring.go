@@ -148,7 +148,9 @@ func (m *Main) Open(ctx context.Context) error {
 		agentsAndEffects.StartAfter(last.Position)
 		m.startedAfter = last.Position
 	}
-	m.saveSnapshot = func(ctx context.Context) { m.writeSnapshot(ctx, models, readModel) }
+	if m.cfg.SnapshotFile != "" {
+		m.saveSnapshot = func(ctx context.Context) { m.writeSnapshot(ctx, models, readModel) }
+	}
 	m.metrics.WatchProjections(rawStore, m.runners)
 	m.metrics.WatchSnapshots(func() (uint64, time.Time) {
 		m.writtenMu.Lock()
