@@ -400,6 +400,9 @@ func testPeriodicSnapshotBoundsTheReplayAfterACrash(t *testing.T, b backend) {
 		}
 		_, text := s.get("/metrics")
 		written, _ = metric(text, "anomalyd_read_model_snapshot_written_position")
+		if at, ok := metric(text, "anomalyd_read_model_snapshot_written_timestamp_seconds"); written > 0 && (!ok || at < float64(time.Now().Add(-time.Minute).Unix())) {
+			t.Errorf("snapshot written at position %v, at unix time %v (found %v), want about now", written, at, ok)
+		}
 	}
 	kept, err := os.ReadFile(snapshot)
 	if err != nil {
