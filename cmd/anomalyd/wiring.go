@@ -59,9 +59,10 @@ type Main struct {
 	saveSnapshot func(ctx context.Context)
 	periodic     *projections.PeriodicSnapshots // nil when snapshots are kept only at a clean stop
 	startedAfter uint64                         // the position of the snapshot the read model started from
-	// written is the last snapshot this process wrote.
+	// written is the position of the last snapshot this process wrote, and
+	// writtenAt when (zeros before the first).
 	writtenMu  sync.Mutex
-	written    projections.EventRef
+	written    uint64
 	writtenAt  time.Time
 	closeStore func()
 	metrics    *metrics.Metrics
@@ -152,11 +153,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.saveSnapshot = func(ctx context.Context) { m.writeSnapshot(ctx, models, readModel) }
 	}
 	m.metrics.WatchProjections(rawStore, m.runners)
-	m.metrics.WatchSnapshots(func() (uint64, time.Time) {
-		m.writtenMu.Lock()
-		defer m.writtenMu.Unlock()
-		return m.written.Position, m.writtenAt
-	})
+	m.metrics.WatchSnapshots(m.lastWritten)
 	run := func(r *projections.Runner) {
 		m.wg.Add(1)
 		go func() {
@@ -287,10 +284,11 @@ func (m *Main) useSnapshot(ctx context.Context, store eventstore.Store, pending 
 // snapshot before it, if any, stays and is still good.
 func (m *Main) writeSnapshot(ctx context.Context, models projections.ReadModels, readModel *projections.Runner) {
 	last := readModel.LastFolded()
+	written, _ := m.lastWritten()
 	switch settled := m.effects.Settled(); {
 	case last.Position == 0:
 		return
-	case last.Position == m.startedAfter || last.Position == m.writtenPosition():
+	case last.Position == m.startedAfter || last.Position == written:
 		return // the file holds these already: nothing was folded since
 	case readModel.Err() != nil: // it may have folded part of the event it failed on
 		m.logger.Warn("read-model snapshot not written: the read model stopped on an error", "err", readModel.Err())
@@ -347,19 +345,19 @@ func (m *Main) save(ctx context.Context, models projections.ReadModels, last pro
 		return
 	}
 	m.writtenMu.Lock()
-	m.written, m.writtenAt = last, info.WrittenAt
+	m.written, m.writtenAt = last.Position, info.WrittenAt
 	m.writtenMu.Unlock()
 	m.logger.Info("read-model snapshot written", "when", why, "snapshot", m.cfg.SnapshotFile, "position", last.Position,
 		"anomalies", info.Anomalies, "agents", info.Agents, "bytes", info.Bytes,
 		"took", time.Since(start).Round(time.Millisecond))
 }
 
-// writtenPosition returns the position of the last snapshot this process
-// wrote; 0 before the first.
-func (m *Main) writtenPosition() uint64 {
+// lastWritten returns the position of the last snapshot this process wrote,
+// and when it wrote it; zeros before the first.
+func (m *Main) lastWritten() (uint64, time.Time) {
 	m.writtenMu.Lock()
 	defer m.writtenMu.Unlock()
-	return m.written.Position
+	return m.written, m.writtenAt
 }
 
 // replayGCPercent is the garbage collector's target while the read model
