@@ -18,8 +18,9 @@ import (
 // costs work in proportion to its size, so that spreads its cost evenly over
 // the events, however large the models grow, and bounds the replay after a
 // crash to about half a snapshot's worth of events. Before the first cut,
-// "the last one" is the models as they were when armed: after a start from a
-// snapshot, the next comes half its size later; after a whole replay, at once.
+// "the last one" is the models as they are at the first armed event past
+// Every: after a start from a snapshot, the first cut comes about half its
+// size later; after a whole replay, at once.
 type PeriodicSnapshots struct {
 	Models ReadModels
 	Every  uint64
