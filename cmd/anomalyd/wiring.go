@@ -135,14 +135,16 @@ func (m *Main) Open(ctx context.Context) error {
 	agentsAndEffects := &projections.AgentsWithEffects{Agents: agents, Effects: m.effects}
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
+	// The effects runner's position is the publisher's settled one, whether
+	// the publisher rides on the read model or runs on its own.
+	effects := projections.NewRunner("effects", store, m.effects, m.logger)
 	folds := projections.Multi{anomalies, agentsAndEffects, policies}
 	if m.cfg.SnapshotFile != "" && m.cfg.SnapshotEvery > 0 {
 		m.periodic = &projections.PeriodicSnapshots{Models: models, Every: m.cfg.SnapshotEvery,
-			Save: func(cut projections.ReadModels, last projections.EventRef) { m.writeCut(runCtx, cut, last) }}
+			Save: func(cut projections.ReadModels, last projections.EventRef) { m.writeCut(runCtx, effects, cut, last) }}
 		folds = append(folds, m.periodic) // last: a cut holds each event whole
 	}
 	readModel := projections.NewRunner("read_model", store, folds, m.logger)
-	effects := projections.NewRunner("effects", store, m.effects, m.logger)
 	m.runners = []*projections.Runner{readModel, effects}
 	if last.Position > 0 {
 		readModel.StartAfterEvent(last)
@@ -313,24 +315,21 @@ var cutSave = projections.SaveOptions{Workers: 1, Share: 0.25}
 const cutEffectsWait = time.Minute
 
 // writeCut keeps cut, the read models as of the event last, for the next
-// start, as cutSave says, once every effect of the events up to last is stored
-// (the next start would not publish one that is not). When the effects are not
-// stored in time, or ctx ends, it keeps none; the snapshot before it stays.
-func (m *Main) writeCut(ctx context.Context, cut projections.ReadModels, last projections.EventRef) {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(cutEffectsWait)
-	for settled := m.effects.Settled(); settled < last.Position; settled = m.effects.Settled() {
-		if time.Now().After(deadline) {
-			m.logger.Warn("read-model snapshot not written: the effects of its events are not all stored; the next one tries again",
-				"position", last.Position, "effects_stored_up_to", settled, "waited", cutEffectsWait)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+// start, as cutSave says, once effects (the effects runner) has every effect
+// of the events up to last stored: the next start would not publish one that
+// is not. When they are not stored within cutEffectsWait, or ctx ends, it
+// keeps none; the snapshot before it stays.
+func (m *Main) writeCut(ctx context.Context, effects *projections.Runner, cut projections.ReadModels, last projections.EventRef) {
+	wctx, cancel := context.WithTimeout(ctx, cutEffectsWait)
+	err := effects.WaitFor(wctx, last.Position)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return
+	case err != nil:
+		m.logger.Warn("read-model snapshot not written: the effects of its events are not all stored; the next one tries again",
+			"position", last.Position, "effects_stored_up_to", effects.Position(), "err", err)
+		return
 	}
 	m.save(ctx, cut, last, cutSave, "periodic")
 }
