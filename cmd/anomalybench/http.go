@@ -25,32 +25,36 @@ type tenantKey struct {
 // lives in one tenant.
 type workload struct {
 	base    string
-	client  *http.Client
+	client  *client      // the measured requests
+	metrics *http.Client // the server's /metrics, between phases
 	tenants []tenantKey
 	agents  []uuid.UUID
 	// ids holds the id the server gave anomaly i, "" when its report failed.
 	ids []string
 }
 
-func newWorkload(base string, tenants []tenantKey, anomalies, agents, clients int, timeout time.Duration) *workload {
+func newWorkload(base string, tenants []tenantKey, anomalies, agents, clients int, timeout time.Duration) (*workload, error) {
+	c, err := newClient(base, clients, timeout)
+	if err != nil {
+		return nil, err
+	}
 	w := &workload{
-		base: strings.TrimRight(base, "/"), tenants: tenants,
+		base: strings.TrimRight(base, "/"), client: c, tenants: tenants,
 		agents: make([]uuid.UUID, agents), ids: make([]string, anomalies),
+		metrics: &http.Client{Timeout: timeout, Transport: &http.Transport{
+			Proxy: nil, // loopback: never through a proxy from the environment
+		}},
 	}
 	for j := range w.agents {
 		w.agents[j] = uuid.New()
 	}
-	// One transport for every client, with an idle connection kept for each,
-	// so that every request after the first reuses a keep-alive connection.
-	w.client = &http.Client{Timeout: timeout, Transport: &http.Transport{
-		Proxy:               nil, // loopback: never through a proxy from the environment
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        clients,
-		MaxIdleConnsPerHost: clients,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}}
-	return w
+	return w, nil
+}
+
+// close closes the connections the workload keeps.
+func (w *workload) close() {
+	w.client.close()
+	w.metrics.CloseIdleConnections()
 }
 
 func (w *workload) agentOf(i int) int { return i % len(w.agents) }
@@ -102,25 +106,9 @@ func (w *workload) resolve(order []int) op {
 }
 
 // post sends one request and reads the whole response, so that the
-// connection goes back to the pool and the latency includes the body.
+// latency includes the body.
 func (w *workload) post(ctx context.Context, t tenantKey, path, body string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.base+path, strings.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("X-API-Key", t.key)
-	req.Header.Set("X-Tenant-ID", t.tenant)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := w.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return 0, nil, err
-	}
-	return res.StatusCode, b, nil
+	return w.client.post(ctx, t, path, body)
 }
 
 // transportKind names a transport error by its cause, without the addresses

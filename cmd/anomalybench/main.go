@@ -218,11 +218,15 @@ func runLoad(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, 
 		rep.Notes = append(rep.Notes, "effect delay not measured: pass --nats with --target")
 	}
 
-	wl := newWorkload(rep.Target, tenants, cfg.Anomalies, cfg.agents(), cfg.Clients, cfg.RequestTimeout)
-	before := scrapeServer(ctx, wl.client, wl.base)
+	wl, err := newWorkload(rep.Target, tenants, cfg.Anomalies, cfg.agents(), cfg.Clients, cfg.RequestTimeout)
+	if err != nil {
+		return err
+	}
+	defer wl.close()
+	before := scrapeServer(ctx, wl.metrics, wl.base)
 	report := newPhase("report", cfg.Anomalies, cfg.Clients, 0)
 	report.run(ctx, progress, wl.report)
-	after := scrapeServer(context.WithoutCancel(ctx), wl.client, wl.base)
+	after := scrapeServer(context.WithoutCancel(ctx), wl.metrics, wl.base)
 	rep.Phases = append(rep.Phases, report.result())
 	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies")
 	if ctx.Err() != nil {
@@ -251,10 +255,10 @@ func runLoad(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, 
 		}
 	}
 
-	before = scrapeServer(ctx, wl.client, wl.base)
+	before = scrapeServer(ctx, wl.metrics, wl.base)
 	resolve := newPhase("resolve", len(order), cfg.Clients, cfg.Rate)
 	resolve.run(ctx, progress, wl.resolve(order))
-	after = scrapeServer(context.WithoutCancel(ctx), wl.client, wl.base)
+	after = scrapeServer(context.WithoutCancel(ctx), wl.metrics, wl.base)
 	rep.Phases = append(rep.Phases, resolve.result())
 	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies/{anomalyId}/resolve")
 	if w == nil {
