@@ -13,6 +13,7 @@ import (
 	"github.com/anomalyd/anomalyd/eventstore"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream/jetstreamtest"
+	"github.com/anomalyd/anomalyd/internal/cputime"
 	"github.com/anomalyd/anomalyd/projections"
 	"github.com/google/uuid"
 	njs "github.com/nats-io/nats.go/jetstream"
@@ -115,7 +116,7 @@ func BenchmarkReplayFromStore(b *testing.B) {
 	b.ResetTimer()
 	replayed := 0
 	done := errors.New("done")
-	cpu := cpuTime()
+	cpu := cputime.Process()
 	for b.Loop() {
 		m := projections.Multi{projections.NewAnomalies(), projections.NewAgents(), projections.NewPolicies()}
 		err := store.Subscribe(ctx, 0, func(r eventstore.Recorded) error {
@@ -133,7 +134,7 @@ func BenchmarkReplayFromStore(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(replayed)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/1e3/float64(replayed), "cpu-µs/event")
+	b.ReportMetric(float64((cputime.Process()-cpu).Nanoseconds())/1e3/float64(replayed), "cpu-µs/event")
 }
 
 // BenchmarkReplayCeiling measures what bounds BenchmarkReplayFromStore, on
@@ -147,7 +148,7 @@ func BenchmarkReplayCeiling(b *testing.B) {
 	ctx := context.Background()
 	measure := func(b *testing.B, replay func() error) {
 		b.ReportAllocs()
-		cpu := cpuTime()
+		cpu := cputime.Process()
 		for b.Loop() {
 			if err := replay(); err != nil {
 				b.Fatal(err)
@@ -155,7 +156,7 @@ func BenchmarkReplayCeiling(b *testing.B) {
 		}
 		n := float64(b.N) * float64(head)
 		b.ReportMetric(n/b.Elapsed().Seconds(), "events/s")
-		b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/1e3/n, "cpu-µs/event")
+		b.ReportMetric(float64((cputime.Process()-cpu).Nanoseconds())/1e3/n, "cpu-µs/event")
 	}
 	b.Run("Read", func(b *testing.B) {
 		measure(b, func() error {
@@ -329,14 +330,14 @@ func BenchmarkSnapshotCut(b *testing.B) {
 		b.Run(fmt.Sprintf("SaveOnOneGoroutine/share=%v", share), func(b *testing.B) {
 			path := filepath.Join(b.TempDir(), "read-models.snapshot")
 			cut := m.Cut()
-			cpu := cpuTime()
+			cpu := cputime.Process()
 			for b.Loop() {
 				if _, err := projections.SaveSnapshot(context.Background(), path, cut, last, projections.SaveOptions{Workers: 1, Share: share}); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.N*100_000)/b.Elapsed().Seconds(), "anomalies/s")
-			b.ReportMetric((cpuTime()-cpu).Seconds()/b.Elapsed().Seconds(), "cpus")
+			b.ReportMetric((cputime.Process()-cpu).Seconds()/b.Elapsed().Seconds(), "cpus")
 		})
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/anomalyd/anomalyd/internal/cputime"
 )
 
 // countingServer is an httptest server that counts the connections it
@@ -239,7 +241,7 @@ func BenchmarkClientPost(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(32) // 64 clients on the two cores
-			cpu := selfCPU()
+			cpu := cputime.Process()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {
@@ -248,7 +250,7 @@ func BenchmarkClientPost(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64((selfCPU()-cpu).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((cputime.Process()-cpu).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

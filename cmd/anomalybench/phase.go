@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/anomalyd/anomalyd/internal/cputime"
 )
 
 // op runs operation i of a phase and returns "" on success, else the kind of
@@ -58,7 +60,7 @@ func newPhase(name string, n, workers int, rate float64) *phase {
 func (p *phase) run(ctx context.Context, progress io.Writer, fn op) {
 	stopProgress := p.progress(progress)
 	defer stopProgress()
-	cpu := selfCPU()
+	cpu := cputime.Process()
 	p.begin = time.Now()
 	var wg sync.WaitGroup
 	for range p.workers {
@@ -95,7 +97,7 @@ func (p *phase) run(ctx context.Context, progress io.Writer, fn op) {
 	}
 	wg.Wait()
 	p.end = time.Now()
-	p.cpu = selfCPU() - cpu
+	p.cpu = cputime.Process() - cpu
 }
 
 // pace waits until operation i is due at the phase's rate, and returns when
