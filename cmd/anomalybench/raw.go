@@ -31,7 +31,8 @@ const (
 // server, anomalyd's own command service in this process (inProcess). With natsURL it uses that
 // server's JetStream and deletes its stream afterwards; without, an embedded
 // server on a temporary directory, with anomalyd's embedded defaults (file
-// storage, periodic fsync) and an in-process connection, as anomalyd has.
+// storage, periodic fsync, a loopback port) and connected to as anomalyd
+// connects to its own (jetstream.ConnectEmbedded).
 func rawCeiling(ctx context.Context, cfg Config, natsURL string, progress io.Writer) ([]*PhaseResult, error) {
 	var nc *nats.Conn
 	if natsURL != "" {
@@ -45,7 +46,7 @@ func rawCeiling(ctx context.Context, cfg Config, natsURL string, progress io.Wri
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: dir, DontListen: true}, nil)
+		ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: dir, Host: "127.0.0.1", Port: -1}, nil)
 		if err != nil {
 			return nil, fmt.Errorf("raw: %w", err)
 		}

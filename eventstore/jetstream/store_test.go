@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,16 +32,51 @@ func TestStoreInProcess(t *testing.T) {
 	})
 }
 
+// TestStoreOverTCP runs the conformance suite on the connection the service
+// makes to its embedded server when that listens, as it does by default.
 func TestStoreOverTCP(t *testing.T) {
 	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
 		s := startServer(t, jetstream.EmbeddedConfig{DataDir: t.TempDir(), Host: "127.0.0.1", Port: -1})
-		nc, err := nats.Connect(s.ClientURL())
+		nc, err := jetstream.ConnectEmbedded(s, "test")
 		if err != nil {
-			t.Fatalf("connect to %s: %v", s.ClientURL(), err)
+			t.Fatalf("ConnectEmbedded: %v", err)
 		}
 		t.Cleanup(nc.Close)
+		if got := nc.ConnectedAddr(); got != s.Addr().String() {
+			t.Fatalf("connected to %q, want the listener %s", got, s.Addr())
+		}
 		return openStore(t, nc)
 	})
+}
+
+func TestConnectEmbeddedUsesTheListenerWhenThereIsOne(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  jetstream.EmbeddedConfig
+		want func(s *server.Server) string // the address connected to
+	}{
+		{"Loopback", jetstream.EmbeddedConfig{Host: "127.0.0.1", Port: -1}, func(s *server.Server) string { return s.Addr().String() }},
+		{"AllAddressesThroughLoopback", jetstream.EmbeddedConfig{Host: "0.0.0.0", Port: -1}, func(s *server.Server) string {
+			return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Addr().(*net.TCPAddr).Port))
+		}},
+		{"InProcessWithoutAListener", jetstream.EmbeddedConfig{DontListen: true}, func(*server.Server) string { return "pipe" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.DataDir = t.TempDir()
+			s := startServer(t, tc.cfg)
+			nc, err := jetstream.ConnectEmbedded(s, "test")
+			if err != nil {
+				t.Fatalf("ConnectEmbedded: %v", err)
+			}
+			defer nc.Close()
+			if got, want := nc.ConnectedAddr(), tc.want(s); got != want {
+				t.Errorf("connected to %q, want %q", got, want)
+			}
+			if err := nc.Flush(); err != nil { // a round trip to the server
+				t.Errorf("flush: %v", err)
+			}
+		})
+	}
 }
 
 func TestStoreKeepsEventsAndVersionsAcrossRestart(t *testing.T) {

@@ -1,5 +1,6 @@
 // Package jetstreamtest starts a real embedded NATS server with JetStream for
-// tests and benchmarks: a temp directory, no listening port, stopped at cleanup.
+// tests and benchmarks: a temp directory, a free port on 127.0.0.1, stopped at
+// cleanup. The client connects to it as the service does (ConnectEmbedded).
 package jetstreamtest
 
 import (
@@ -11,10 +12,10 @@ import (
 )
 
 // JetStream starts an embedded server in tb's temp directory and returns a
-// JetStream context connected to it in process.
+// JetStream context connected to it over loopback TCP.
 func JetStream(tb testing.TB) njs.JetStream {
 	tb.Helper()
-	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: tb.TempDir(), DontListen: true}, nil)
+	ns, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{DataDir: tb.TempDir(), Host: "127.0.0.1", Port: -1}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
