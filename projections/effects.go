@@ -219,13 +219,6 @@ func (p *Effects) startAfter(pos uint64) {
 	p.notify(settled)
 }
 
-// Settled returns the position up to which every event's effect is stored.
-func (p *Effects) Settled() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.settledLocked()
-}
-
 // Flush waits until every effect of the events applied so far is stored, or
 // ctx ends (it then returns ctx's error).
 func (p *Effects) Flush(ctx context.Context) error {

@@ -152,7 +152,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.startedAfter = last.Position
 	}
 	if m.cfg.SnapshotFile != "" {
-		m.saveSnapshot = func(ctx context.Context) { m.writeSnapshot(ctx, models, readModel) }
+		m.saveSnapshot = func(ctx context.Context) { m.writeSnapshot(ctx, models, readModel, effects) }
 	}
 	m.metrics.WatchProjections(rawStore, m.runners)
 	m.metrics.WatchSnapshots(m.lastWritten)
@@ -281,13 +281,14 @@ func (m *Main) useSnapshot(ctx context.Context, store eventstore.Store, pending 
 }
 
 // writeSnapshot keeps models, which readModel fed, for the next start, once
-// their runner has stopped. It keeps none when an effect of an event folded
-// into them may not be stored yet: the next start would not publish it. The
-// snapshot before it, if any, stays and is still good.
-func (m *Main) writeSnapshot(ctx context.Context, models projections.ReadModels, readModel *projections.Runner) {
+// the runners have stopped. It keeps none when effects (the effects runner)
+// has not every effect of the events folded into them stored: the next start
+// would not publish one that is not. The snapshot before it, if any, stays and
+// is still good.
+func (m *Main) writeSnapshot(ctx context.Context, models projections.ReadModels, readModel, effects *projections.Runner) {
 	last := readModel.LastFolded()
 	written, _ := m.lastWritten()
-	switch settled := m.effects.Settled(); {
+	switch settled := effects.Position(); {
 	case last.Position == 0:
 		return
 	case last.Position == m.startedAfter || last.Position == written:
