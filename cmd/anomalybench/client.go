@@ -74,8 +74,9 @@ func newClient(base string, conns int, timeout time.Duration) (*client, error) {
 }
 
 // post sends a POST with a JSON body and the tenant's credentials, and
-// returns the response's status and body. The request ends with an error
-// after the client's timeout, or once ctx ends.
+// returns the response's status and body, read whole so that a measured
+// latency includes it. The request ends with an error after the client's
+// timeout, or once ctx ends.
 //
 // A request that fails on a reused connection before a byte of the response
 // came is sent once more on a new connection: that is a server that closed

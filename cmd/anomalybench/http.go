@@ -66,7 +66,7 @@ func (w *workload) tenantOf(i int) tenantKey { return w.tenants[w.agentOf(i)%len
 func (w *workload) report(ctx context.Context, i int) (string, string) {
 	body := fmt.Sprintf(`{"agent_id":%q,"anomaly_type":"rate_spike","severity":"high","details":{"rps":950,"source":"anomalybench"}}`,
 		w.agents[w.agentOf(i)])
-	status, b, err := w.post(ctx, w.tenantOf(i), "/v1/anomalies", body)
+	status, b, err := w.client.post(ctx, w.tenantOf(i), "/v1/anomalies", body)
 	if err != nil {
 		return transportKind(err), err.Error()
 	}
@@ -93,7 +93,7 @@ func (w *workload) resolve(order []int) op {
 		if i%2 == 1 {
 			res = "accepted_risk"
 		}
-		status, b, err := w.post(ctx, w.tenantOf(i), "/v1/anomalies/"+w.ids[i]+"/resolve",
+		status, b, err := w.client.post(ctx, w.tenantOf(i), "/v1/anomalies/"+w.ids[i]+"/resolve",
 			`{"resolution":"`+res+`","notes":"anomalybench"}`)
 		if err != nil {
 			return transportKind(err), err.Error()
@@ -103,12 +103,6 @@ func (w *workload) resolve(order []int) op {
 		}
 		return "", ""
 	}
-}
-
-// post sends one request and reads the whole response, so that the
-// latency includes the body.
-func (w *workload) post(ctx context.Context, t tenantKey, path, body string) (int, []byte, error) {
-	return w.client.post(ctx, t, path, body)
 }
 
 // transportKind names a transport error by its cause, without the addresses
