@@ -672,3 +672,33 @@ func TestDecodedDataFollowsTheEvent(t *testing.T) {
 		t.Errorf("after the dismissal the agent is %v, want no containment", c.Status())
 	}
 }
+
+// TestContainmentText: every containment's wire name decodes to it, an unknown
+// name is an INVALID_INPUT error that leaves the value as it was, and decoding a
+// known name allocates nothing, since a replay decodes one per reported event.
+func TestContainmentText(t *testing.T) {
+	for _, c := range []domain.Containment{domain.ContainmentNone, domain.ContainmentThrottled,
+		domain.ContainmentSuspended, domain.ContainmentQuarantined, domain.ContainmentRevoked} {
+		text, err := c.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got domain.Containment = -1
+		if err := got.UnmarshalText(text); err != nil || got != c {
+			t.Errorf("UnmarshalText(%q) = %v, %v; want %v", text, got, err, c)
+		}
+		if allocs := testing.AllocsPerRun(100, func() { _ = got.UnmarshalText(text) }); allocs != 0 {
+			t.Errorf("UnmarshalText(%q) allocates %v times", text, allocs)
+		}
+	}
+	for _, bad := range []string{"", "Suspended", "suspended ", "unknown", "contained"} {
+		got := domain.ContainmentThrottled
+		err := got.UnmarshalText([]byte(bad))
+		if domain.ErrorCode(err) != domain.EINVALID {
+			t.Errorf("UnmarshalText(%q): error %v, want %s", bad, err, domain.EINVALID)
+		}
+		if got != domain.ContainmentThrottled {
+			t.Errorf("UnmarshalText(%q) changed the value to %v", bad, got)
+		}
+	}
+}
