@@ -33,6 +33,7 @@ type models struct {
 func rebuildModels(ctx context.Context, store eventstore.Store, progress io.Writer) (models, error) {
 	m := models{anomalies: projections.NewAnomalies(), agents: projections.NewAgents()}
 	fold := projections.Multi{m.anomalies, m.agents, projections.NewPolicies()}
+	defer projections.ReplayGC()()
 	err := scanLog(ctx, store, progress, func(r eventstore.Recorded) error { return fold.Apply(ctx, r) })
 	return m, err
 }
