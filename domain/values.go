@@ -106,30 +106,37 @@ func (c Containment) String() string {
 
 // ParseContainment returns the containment with wire name s, or an INVALID_INPUT *Error.
 func ParseContainment(s string) (Containment, error) {
-	for i, n := range containmentNames {
-		if n == s {
-			return Containment(i), nil
-		}
+	if c, ok := containmentNamed(s); ok {
+		return c, nil
 	}
 	return 0, Errorf(EINVALID, "unknown containment %q", s)
+}
+
+// containmentNamed returns the containment with wire name name. Given bytes,
+// it compares them in place, without a string copy.
+func containmentNamed[T string | []byte](name T) (Containment, bool) {
+	for i, n := range containmentNames {
+		if n == string(name) {
+			return Containment(i), true
+		}
+	}
+	return 0, false
 }
 
 // MarshalText encodes the containment as its wire name.
 func (c Containment) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
 
-// UnmarshalText decodes a wire name.
-// It compares the bytes in place, so that the replay of a log does not
-// allocate a string for each event's containment; only an unknown name is
-// copied, into the error.
+// UnmarshalText decodes a wire name. A known name allocates nothing, since a
+// replay decodes one per reported event; only an unknown one is copied, into
+// the error.
 func (c *Containment) UnmarshalText(b []byte) error {
-	for i, n := range containmentNames {
-		if n == string(b) {
-			*c = Containment(i)
-			return nil
-		}
+	v, ok := containmentNamed(b)
+	if !ok {
+		_, err := ParseContainment(string(b))
+		return err
 	}
-	_, err := ParseContainment(string(b))
-	return err
+	*c = v
+	return nil
 }
 
 // Policy maps severities to the auto-response applied on report.

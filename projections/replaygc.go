@@ -11,8 +11,9 @@ import (
 // live heap it builds grows to its full size: at the default of 100 the
 // collector rescans that heap every time as much again is allocated. At 200 a
 // 1 M-event start-up takes about 1.3 s less, for about 450 MiB more resident
-// memory until the next collections, and BenchmarkReplayFromStore replays
-// about 9 % more events a second; GOMEMLIMIT still applies.
+// memory until the next collections, and BenchmarkReplayFromStore replayed
+// 7 % more events a second at the median of ten interleaved pairs;
+// GOMEMLIMIT still applies.
 const ReplayGCPercent = 200
 
 // ReplayGC sets the garbage collector's target for a replay into fresh read
