@@ -124,40 +124,30 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		return c, err
 	}
 	c.RateBurst = int(burst)
-	if lag < 0 || lag != float64(uint64(lag)) {
-		return c, fmt.Errorf("--ready-max-lag %v: want a whole number of positions, 0 or more", lag)
+	var err error
+	if c.ReadyMaxLag, err = wholeNumber("ready-max-lag", lag, maxUint64Float, "positions"); err != nil {
+		return c, err
 	}
-	c.ReadyMaxLag = uint64(lag)
-	if cache < 0 || cache > math.MaxInt32 || cache != float64(int(cache)) {
-		return c, fmt.Errorf("--command-cache %v: want a whole number of anomalies, 0 or more", cache)
+	n, err := wholeNumber("command-cache", cache, math.MaxInt32, "anomalies")
+	if err != nil {
+		return c, err
 	}
-	c.CommandCache = int(cache)
-	if every < 0 || every > math.MaxInt64 || every != float64(uint64(every)) {
-		return c, fmt.Errorf("--snapshot-every %v: want a whole number of events, 0 or more", every)
+	c.CommandCache = int(n)
+	if c.SnapshotEvery, err = wholeNumber("snapshot-every", every, math.MaxInt64, "events"); err != nil {
+		return c, err
 	}
-	c.SnapshotEvery = uint64(every)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if syncErr != nil && !set["nats-sync-always"] {
-		return c, syncErr
-	}
-	if dupErr != nil && !set["effects-duplicate-window"] {
-		return c, dupErr
-	}
-	if lagErr != nil && !set["ready-max-lag"] {
-		return c, lagErr
-	}
-	if cacheErr != nil && !set["command-cache"] {
-		return c, cacheErr
-	}
-	if everyErr != nil && !set["snapshot-every"] {
-		return c, everyErr
-	}
-	if rateErr != nil && !set["rate-limit"] {
-		return c, rateErr
-	}
-	if burstErr != nil && !set["rate-burst"] {
-		return c, burstErr
+	for _, env := range []struct {
+		flag string
+		err  error
+	}{
+		{"nats-sync-always", syncErr}, {"effects-duplicate-window", dupErr}, {"ready-max-lag", lagErr},
+		{"command-cache", cacheErr}, {"snapshot-every", everyErr}, {"rate-limit", rateErr}, {"rate-burst", burstErr},
+	} {
+		if env.err != nil && !set[env.flag] {
+			return c, env.err
+		}
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -183,6 +173,19 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 		c.JWTSecret = strings.TrimRight(string(b), "\r\n")
 	}
 	return c, c.validate()
+}
+
+// wholeNumber returns v, the value of --flag, as a whole number of units from 0
+// to max, or an error that says so.
+// maxUint64Float is the largest float64 that converts to a uint64: MaxUint64
+// itself rounds up to 2^64, one past it.
+var maxUint64Float = math.Nextafter(math.MaxUint64, 0)
+
+func wholeNumber(flag string, v, max float64, units string) (uint64, error) {
+	if v < 0 || v > max || v != math.Trunc(v) {
+		return 0, fmt.Errorf("--%s %v: want a whole number of %s, 0 or more", flag, v, units)
+	}
+	return uint64(v), nil
 }
 
 func envFloat(getenv func(string) string, name string, def float64) (float64, error) {
