@@ -18,7 +18,8 @@ import (
 // binary with small numbers and checks that the report accounts for every
 // command and every effect, once with an agent per anomaly and once with
 // several anomalies holding each agent, where only the resolve that releases
-// an agent's last hold restores it.
+// an agent's last hold restores it; and that a prefill's commands are in the
+// log and in the report, beside the measured phases and not in them.
 func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the anomalyd binary")
@@ -34,10 +35,12 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 		expectedAgents int
 		restart        bool
 		snapshot       bool // the server keeps its read models at shutdown (the default)
+		prefill        int
 	}{
-		{"OneEffectPerCommandWithAnAgentPerAnomaly", 0, 0, 200, true, true},
-		{"OneEffectPerAgentWhenAnomaliesShareAgents", 50, 1000, 50, false, true},
-		{"RestartReplaysTheWholeLogWithSnapshotsOff", 0, 0, 200, true, false},
+		{"OneEffectPerCommandWithAnAgentPerAnomaly", 0, 0, 200, true, true, 0},
+		{"OneEffectPerAgentWhenAnomaliesShareAgents", 50, 1000, 50, false, true, 0},
+		{"RestartReplaysTheWholeLogWithSnapshotsOff", 0, 0, 200, true, false, 0},
+		{"PrefillRunsBeforeTheMeasuredPhases", 0, 0, 200, true, true, 150},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.snapshot {
@@ -46,7 +49,7 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 			cfg := defaultConfig()
 			cfg.Anomalyd, cfg.Anomalies, cfg.Agents, cfg.Clients, cfg.Tenants, cfg.Rate = bin, 200, tc.agents, 8, 2, tc.rate
 			cfg.MaxDuration, cfg.EffectWait = 2*time.Minute, 20*time.Second
-			cfg.Restart, cfg.DataDir = tc.restart, filepath.Join(t.TempDir(), "kept")
+			cfg.Restart, cfg.DataDir, cfg.Prefill = tc.restart, filepath.Join(t.TempDir(), "kept"), tc.prefill
 			if err := cfg.validate(); err != nil {
 				t.Fatal(err)
 			}
@@ -95,6 +98,18 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 					}
 				}
 			}
+			for _, name := range []string{"prefill-report", "prefill-resolve"} {
+				p := rep.Phase(name)
+				switch {
+				case tc.prefill == 0 && p != nil:
+					t.Errorf("%s phase without --prefill: %+v", name, p)
+				case tc.prefill > 0 && (p == nil || p.Planned != tc.prefill || p.OK != tc.prefill):
+					t.Errorf("%s phase: %+v, want %d done", name, p, tc.prefill)
+				}
+			}
+			if rep.Prefill != tc.prefill {
+				t.Errorf("report's prefill %d, want %d", rep.Prefill, tc.prefill)
+			}
 			// Every resolve finds the state the server kept from the report.
 			if p := rep.Phase("resolve"); p == nil || p.ServerKept == nil || *p.ServerKept != 200 || p.ServerLoads == nil || *p.ServerLoads != 0 {
 				t.Errorf("resolve phase: commands on a kept state %v, anomalies loaded %v; want 200 and 0", deref(p.ServerKept), deref(p.ServerLoads))
@@ -127,9 +142,10 @@ func TestRunCountsEveryCommandAndEffect(t *testing.T) {
 				t.Errorf("restart measured without --restart: %+v", r)
 			case tc.restart && r == nil:
 				t.Error("no restart measured with --restart")
-			case tc.restart && (r.Events < 400 || r.StopSeconds <= 0 || r.ListeningSeconds <= 0 ||
+			case tc.restart && (r.Events != uint64(2*(200+tc.prefill)) || r.StopSeconds <= 0 || r.ListeningSeconds <= 0 ||
 				r.SnapshotSeconds+r.ReplaySeconds > r.ListeningSeconds || r.ReadySeconds < r.ListeningSeconds):
-				// 200 reports and 200 resolves at least, read before listening, ready after.
+				// A report and a resolve for each anomaly, the prefill's too,
+				// read before listening, ready after.
 				t.Errorf("restart: %+v", r)
 			case tc.restart && tc.snapshot && (r.SnapshotPosition != r.Events || r.SnapshotSeconds <= 0):
 				// The first run stopped cleanly: its snapshot holds the whole log.
@@ -216,6 +232,7 @@ func TestParseFlagsRefusesContradictions(t *testing.T) {
 		{"--target", "127.0.0.1:8080", "--key", "k", "--tenant", "t"},
 		{"--target", "http://127.0.0.1:1", "--key", "k", "--tenant", "t", "--anomalyd", "/bin/true"},
 		{"--anomalies", "0"},
+		{"--prefill", "-1"},
 		{"--rate", "-1"},
 		{"--clients", "0"},
 		{"--client-procs", "0"},

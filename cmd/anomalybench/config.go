@@ -32,6 +32,10 @@ type Config struct {
 	Tenants   int
 	Clients   int
 	Rate      float64 // resolves per second, 0: as fast as possible
+	// Prefill is how many anomalies are reported and resolved, unmeasured,
+	// before the measured phases, so that those run on a store that already
+	// holds them.
+	Prefill int
 	// ClientProcs is GOMAXPROCS while this process is the HTTP client: the
 	// load runs on the machine it measures, and an idle P's thread spinning
 	// for work takes CPU from the server.
@@ -66,6 +70,12 @@ By default it builds ./cmd/anomalyd (run it from the module root, or pass
 --anomalyd), creates API keys for --tenants tenants, and starts the binary on a
 fresh temporary data directory with loopback ports and no rate limit. It then:
 
+  prefill-report, prefill-resolve
+                  with --prefill N: reports and resolves N anomalies on agents
+                  of their own, unpaced, and waits for their effects, so that
+                  the phases below run on a store that already holds them (a
+                  running service's log is not empty, and its heap and indexes
+                  grow with it)
   report          reports --anomalies high-severity anomalies with --clients clients
   resolve         resolves each of them (false_positive or accepted_risk, which
                   restore the agent), paced by --rate when it is set
@@ -135,6 +145,7 @@ func parseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.Anomalyd, "anomalyd", "", "anomalyd binary to start (default: go build ./cmd/anomalyd from the module root in the working directory)")
 	fs.StringVar(&c.DataDir, "data-dir", "", "data directory of the started anomalyd, which must not exist yet, kept after the run (default: a temporary one, removed)")
 	fs.IntVar(&c.Anomalies, "anomalies", c.Anomalies, "anomalies to report and then resolve; also the message count of the raw phases")
+	fs.IntVar(&c.Prefill, "prefill", c.Prefill, "anomalies to report and resolve, unmeasured, before the measured phases, so that those run on a store that already holds them")
 	fs.IntVar(&c.Agents, "agents", c.Agents, "distinct agents the anomalies are spread over; 0 gives each anomaly its own agent, so that every resolve causes one agent.restored effect")
 	fs.IntVar(&c.Tenants, "tenants", c.Tenants, "tenants the agents are spread over, each with its own API key (one tenant with --target)")
 	fs.IntVar(&c.Clients, "clients", c.Clients, "concurrent HTTP clients (keep-alive connections), and concurrent publishers of the raw phases")
@@ -160,6 +171,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.Anomalies < 1:
 		return fmt.Errorf("--anomalies %d: want at least 1", c.Anomalies)
+	case c.Prefill < 0:
+		return fmt.Errorf("--prefill %d: want 0 (none) or more", c.Prefill)
 	case c.Agents < 0:
 		return fmt.Errorf("--agents %d: want 0 (one per anomaly) or more", c.Agents)
 	case c.Clients < 1:
@@ -209,9 +222,12 @@ func (c *Config) validate() error {
 }
 
 // agents returns how many distinct agents the run uses.
-func (c Config) agents() int {
-	if c.Agents == 0 || c.Agents > c.Anomalies {
-		return c.Anomalies
+func (c Config) agents() int { return c.agentsFor(c.Anomalies) }
+
+// agentsFor returns how many distinct agents n anomalies are spread over.
+func (c Config) agentsFor(n int) int {
+	if c.Agents == 0 || c.Agents > n {
+		return n
 	}
 	return c.Agents
 }

@@ -59,6 +59,18 @@ func (w *workload) close() {
 
 func (w *workload) agentOf(i int) int { return i % len(w.agents) }
 
+// reported returns the indexes of the anomalies whose report succeeded, the
+// ones to resolve.
+func (w *workload) reported() []int {
+	var order []int
+	for i, id := range w.ids {
+		if id != "" {
+			order = append(order, i)
+		}
+	}
+	return order
+}
+
 func (w *workload) tenantOf(i int) tenantKey { return w.tenants[w.agentOf(i)%len(w.tenants)] }
 
 // report is operation i of the report phase: a high-severity anomaly, which

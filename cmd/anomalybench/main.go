@@ -60,7 +60,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.MaxDuration)
 	defer cancel()
 	rep := &Report{
-		Target: cfg.Target, Server: "external", Tenants: cfg.Tenants, Agents: cfg.agents(), Anomalies: cfg.Anomalies,
+		Target: cfg.Target, Server: "external", Tenants: cfg.Tenants, Agents: cfg.agents(), Anomalies: cfg.Anomalies, Prefill: cfg.Prefill,
 		Clients: cfg.Clients, Rate: cfg.Rate, NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), ClientProcs: cfg.ClientProcs,
 	}
 	natsURL := cfg.NATSURL
@@ -218,6 +218,12 @@ func runLoad(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, 
 		rep.Notes = append(rep.Notes, "effect delay not measured: pass --nats with --target")
 	}
 
+	if cfg.Prefill > 0 {
+		if err := prefill(ctx, cfg, rep, tenants, w, progress); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+
 	wl, err := newWorkload(rep.Target, tenants, cfg.Anomalies, cfg.agents(), cfg.Clients, cfg.RequestTimeout)
 	if err != nil {
 		return err
@@ -233,12 +239,7 @@ func runLoad(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, 
 		return nil
 	}
 
-	var order []int // anomalies to resolve: those reported
-	for i, id := range wl.ids {
-		if id != "" {
-			order = append(order, i)
-		}
-	}
+	order := wl.reported()
 	suspended := expectation{phase: "report", typ: "agent.suspended", want: map[effectKey]bool{}, answered: map[string]time.Time{}}
 	for _, i := range order {
 		suspended.want[effectKey{suspended.typ, wl.agents[wl.agentOf(i)].String()}] = true
@@ -292,5 +293,46 @@ func runLoad(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, 
 	if err != nil {
 		rep.EffectsWatch.Error = err.Error()
 	}
+	return nil
+}
+
+// prefill reports and resolves cfg.Prefill anomalies, unpaced and on agents of
+// their own, before the measured phases: a running service's log is not empty,
+// and the collector's marks and the store's indexes grow with what it holds,
+// so a load on a fresh store flatters it. The two phases are in the report,
+// named prefill-report and prefill-resolve. With the effects watched, it waits
+// until the prefill's agents are restored (or --effect-wait passes without an
+// effect), so that the measured effects do not queue behind the prefill's.
+func prefill(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, w *watcher, progress io.Writer) error {
+	wl, err := newWorkload(rep.Target, tenants, cfg.Prefill, cfg.agentsFor(cfg.Prefill), cfg.Clients, cfg.RequestTimeout)
+	if err != nil {
+		return err
+	}
+	defer wl.close()
+	before := scrapeServer(ctx, wl.metrics, wl.base)
+	report := newPhase("prefill-report", cfg.Prefill, cfg.Clients, 0)
+	report.run(ctx, progress, wl.report)
+	after := scrapeServer(context.WithoutCancel(ctx), wl.metrics, wl.base)
+	rep.Phases = append(rep.Phases, report.result())
+	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies")
+	if ctx.Err() != nil {
+		return nil
+	}
+	before, order := after, wl.reported()
+	resolve := newPhase("prefill-resolve", len(order), cfg.Clients, 0)
+	resolve.run(ctx, progress, wl.resolve(order))
+	after = scrapeServer(context.WithoutCancel(ctx), wl.metrics, wl.base)
+	rep.Phases = append(rep.Phases, resolve.result())
+	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies/{anomalyId}/resolve")
+	if w == nil || ctx.Err() != nil {
+		return nil
+	}
+	restored := map[effectKey]bool{}
+	for _, a := range wl.agents {
+		restored[effectKey{"agent.restored", a.String()}] = true
+	}
+	fmt.Fprintf(progress, "effects: %d/%d agent.restored of the prefill arrived, waiting up to %s for the rest before the measured phases\n",
+		w.count(restored), len(restored), cfg.EffectWait)
+	w.waitFor(ctx, restored, cfg.EffectWait)
 	return nil
 }

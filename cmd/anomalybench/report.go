@@ -17,6 +17,7 @@ type Report struct {
 	Tenants    int     `json:"tenants"`
 	Agents     int     `json:"agents"`
 	Anomalies  int     `json:"anomalies"`
+	Prefill    int     `json:"prefill,omitempty"` // anomalies reported and resolved before the measured phases
 	Clients    int     `json:"clients"`
 	Rate       float64 `json:"rate"` // resolves per second asked for, 0: unpaced
 	NumCPU     int     `json:"num_cpu"`
@@ -190,8 +191,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Rate > 0 {
 		rate = fmt.Sprintf("%g resolves/s", r.Rate)
 	}
-	fmt.Fprintf(w, "anomalybench: %s anomalyd at %s; %d anomalies, %d agents, %d tenants, %d clients, resolves %s; %d CPUs; GOMAXPROCS %d for the HTTP clients, %d in process\n\n",
-		r.Server, r.Target, r.Anomalies, r.Agents, r.Tenants, r.Clients, rate, r.NumCPU, r.ClientProcs, r.GOMAXPROCS)
+	prefilled := ""
+	if r.Prefill > 0 {
+		prefilled = fmt.Sprintf(" after a prefill of %d", r.Prefill)
+	}
+	fmt.Fprintf(w, "anomalybench: %s anomalyd at %s; %d anomalies%s, %d agents, %d tenants, %d clients, resolves %s; %d CPUs; GOMAXPROCS %d for the HTTP clients, %d in process\n\n",
+		r.Server, r.Target, r.Anomalies, prefilled, r.Agents, r.Tenants, r.Clients, rate, r.NumCPU, r.ClientProcs, r.GOMAXPROCS)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tcount\tok\terrors\tduration s\tops/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
