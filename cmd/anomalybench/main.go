@@ -229,12 +229,8 @@ func runLoad(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, 
 		return err
 	}
 	defer wl.close()
-	before := scrapeServer(ctx, wl.metrics, wl.base)
 	report := newPhase("report", cfg.Anomalies, cfg.Clients, 0)
-	report.run(ctx, progress, wl.report)
-	after := scrapeServer(context.WithoutCancel(ctx), wl.metrics, wl.base)
-	rep.Phases = append(rep.Phases, report.result())
-	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies")
+	measure(ctx, rep, wl, report, wl.report, reportRoute, progress)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -256,12 +252,8 @@ func runLoad(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, 
 		}
 	}
 
-	before = scrapeServer(ctx, wl.metrics, wl.base)
 	resolve := newPhase("resolve", len(order), cfg.Clients, cfg.Rate)
-	resolve.run(ctx, progress, wl.resolve(order))
-	after = scrapeServer(context.WithoutCancel(ctx), wl.metrics, wl.base)
-	rep.Phases = append(rep.Phases, resolve.result())
-	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies/{anomalyId}/resolve")
+	measure(ctx, rep, wl, resolve, wl.resolve(order), resolveRoute, progress)
 	if w == nil {
 		return nil
 	}
@@ -309,21 +301,12 @@ func prefill(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, 
 		return err
 	}
 	defer wl.close()
-	before := scrapeServer(ctx, wl.metrics, wl.base)
-	report := newPhase("prefill-report", cfg.Prefill, cfg.Clients, 0)
-	report.run(ctx, progress, wl.report)
-	after := scrapeServer(context.WithoutCancel(ctx), wl.metrics, wl.base)
-	rep.Phases = append(rep.Phases, report.result())
-	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies")
+	measure(ctx, rep, wl, newPhase("prefill-report", cfg.Prefill, cfg.Clients, 0), wl.report, reportRoute, progress)
 	if ctx.Err() != nil {
 		return nil
 	}
-	before, order := after, wl.reported()
-	resolve := newPhase("prefill-resolve", len(order), cfg.Clients, 0)
-	resolve.run(ctx, progress, wl.resolve(order))
-	after = scrapeServer(context.WithoutCancel(ctx), wl.metrics, wl.base)
-	rep.Phases = append(rep.Phases, resolve.result())
-	serverDelta(rep.Phases[len(rep.Phases)-1], before, after, "POST /v1/anomalies/{anomalyId}/resolve")
+	order := wl.reported()
+	measure(ctx, rep, wl, newPhase("prefill-resolve", len(order), cfg.Clients, 0), wl.resolve(order), resolveRoute, progress)
 	if w == nil || ctx.Err() != nil {
 		return nil
 	}
@@ -335,4 +318,22 @@ func prefill(ctx context.Context, cfg Config, rep *Report, tenants []tenantKey, 
 		w.count(restored), len(restored), cfg.EffectWait)
 	w.waitFor(ctx, restored, cfg.EffectWait)
 	return nil
+}
+
+// The routes whose handler time the server's /metrics gives for each phase.
+const (
+	reportRoute  = "POST /v1/anomalies"
+	resolveRoute = "POST /v1/anomalies/{anomalyId}/resolve"
+)
+
+// measure runs phase p of the workload and adds its result to rep, with what
+// the server's /metrics say it spent on route meanwhile: its CPU, its handler
+// time and its kept and loaded states.
+func measure(ctx context.Context, rep *Report, wl *workload, p *phase, fn op, route string, progress io.Writer) {
+	before := scrapeServer(ctx, wl.metrics, wl.base)
+	p.run(ctx, progress, fn)
+	after := scrapeServer(context.WithoutCancel(ctx), wl.metrics, wl.base)
+	r := p.result()
+	serverDelta(r, before, after, route)
+	rep.Phases = append(rep.Phases, r)
 }
