@@ -25,7 +25,10 @@ const (
 
 // anomalyCache keeps the state of anomalies the service loaded from the store
 // (their hash chain checked) or changed itself, so that the next command on
-// one decides without reading its stream again. A cached state can only be
+// one decides without reading its stream again. A terminal state (resolved or
+// dismissed) is not kept: no command can change it, and a command it refuses
+// is decided again on a fresh load anyway, so it would only take the place,
+// and the collector's time, of an anomaly that can still change. A cached state can only be
 // behind the store, never ahead of it: it is stored after a successful append
 // or a load, and dropped when an append fails in any way. A command decided on
 // a cached state appends with that state's version, so a stream that moved on
@@ -75,7 +78,8 @@ func (c *anomalyCache) get(stream domain.StreamID) (domain.AnomalyState, bool) {
 }
 
 // put keeps s as the state of stream unless a newer one is kept already (two
-// commands finishing out of order).
+// commands finishing out of order). A terminal s is not kept, and the older
+// state it follows is forgotten.
 func (c *anomalyCache) put(stream domain.StreamID, s domain.AnomalyState) {
 	if c == nil {
 		return
@@ -87,6 +91,9 @@ func (c *anomalyCache) put(stream domain.StreamID, s domain.AnomalyState) {
 			return
 		}
 		c.remove(stream, old)
+	}
+	if s.Status.Terminal() {
+		return
 	}
 	n := stateBytes(s)
 	if n > c.budget {

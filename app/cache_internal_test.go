@@ -82,3 +82,22 @@ func TestAnomalyCacheIsBoundedInBytes(t *testing.T) {
 		t.Fatal("a cache of the largest size keeps nothing")
 	}
 }
+
+// A terminal state is not kept, and it forgets the open state it follows; an
+// older open state arriving after it (a command that finished late) is kept,
+// as it is behind the store like any kept state.
+func TestAnomalyCacheKeepsNoTerminalState(t *testing.T) {
+	c := newAnomalyCache(8)
+	stream := domain.AnomalyStream("acme", uuid.New())
+	c.put(stream, domain.AnomalyState{Version: 1, Status: domain.StatusOpen})
+	for _, st := range []domain.Status{domain.StatusResolved, domain.StatusDismissed} {
+		c.put(stream, domain.AnomalyState{Version: 2, Status: st})
+		if s, ok := c.get(stream); ok || c.len() != 0 || c.bytes != 0 {
+			t.Fatalf("after a %s state: get = %+v, %v; %d kept, %d bytes; want nothing kept", st, s, ok, c.len(), c.bytes)
+		}
+		c.put(stream, domain.AnomalyState{Version: 1, Status: domain.StatusInvestigating})
+		if _, ok := c.get(stream); !ok {
+			t.Fatal("an open state was not kept")
+		}
+	}
+}

@@ -59,7 +59,7 @@ func TestCommandOnAKnownAnomalyDoesNotReadItsStream(t *testing.T) {
 		reads int64
 		stats app.CacheStats
 	}{
-		{"cached", nil, 0, app.CacheStats{Hits: 1, Loads: 0, Kept: 1}},
+		{"cached", nil, 0, app.CacheStats{Hits: 1, Loads: 0, Kept: 0}}, // resolved: nothing left to keep
 		{"no cache", []app.Option{app.WithCacheSize(0)}, 1, app.CacheStats{Hits: 0, Loads: 1, Kept: 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,6 +89,50 @@ func TestCommandOnAKnownAnomalyDoesNotReadItsStream(t *testing.T) {
 				t.Fatalf("stream: %d events, chain %v", len(evs), err)
 			}
 		})
+	}
+}
+
+// The service keeps only states a command can still change: a resolve or a
+// dismissal forgets the anomaly, and a command on it afterwards reads its
+// stream and is refused with the status the store has, as it would be on a
+// kept state after a fresh load. A terminal anomaly loaded for a command is
+// not kept either.
+func TestTerminalAnomaliesAreNotKept(t *testing.T) {
+	store := &countingReads{Store: jetstreamtest.Store(t)}
+	svc := app.NewService(store)
+	resolved, dismissed, open := reportOne(t, svc, t.Context()), reportOne(t, svc, t.Context()), reportOne(t, svc, t.Context())
+	if k := svc.CacheStats().Kept; k != 3 {
+		t.Fatalf("%d states kept after three reports, want 3", k)
+	}
+	if _, err := svc.Resolve(t.Context(), benchPrincipal, resolved, resolveMitigated); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Dismiss(t.Context(), benchPrincipal, dismissed, domain.DismissAnomaly{Reason: "duplicate report"}); err != nil {
+		t.Fatal(err)
+	}
+	if k := svc.CacheStats().Kept; k != 1 {
+		t.Fatalf("%d states kept after a resolve and a dismissal, want 1 (the open one)", k)
+	}
+	for _, id := range []uuid.UUID{resolved, dismissed} {
+		store.reads.Store(0)
+		_, err := svc.Resolve(t.Context(), benchPrincipal, id, resolveMitigated)
+		if domain.ErrorCode(err) != domain.ECONFLICT {
+			t.Fatalf("Resolve of a terminal anomaly: %v, want CONFLICT", err)
+		}
+		if n := store.reads.Load(); n != 1 {
+			t.Fatalf("the refusal read %d streams, want 1", n)
+		}
+	}
+	if st := svc.CacheStats(); st.Kept != 1 {
+		t.Fatalf("CacheStats = %+v after commands on terminal anomalies, want 1 kept", st)
+	}
+	// The one kept is the open anomaly: its resolve reads nothing.
+	store.reads.Store(0)
+	if _, err := svc.Resolve(t.Context(), benchPrincipal, open, resolveMitigated); err != nil {
+		t.Fatal(err)
+	}
+	if n, k := store.reads.Load(), svc.CacheStats().Kept; n != 0 || k != 0 {
+		t.Fatalf("the open anomaly's resolve read %d streams and left %d kept, want 0 and 0", n, k)
 	}
 }
 

@@ -111,7 +111,7 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	fs.Float64Var(&lag, "ready-max-lag", lagDef, "GET /readyz fails while a projection is more than this many store positions behind (env ANOMALYD_READY_MAX_LAG)")
 	cacheDef, cacheErr := envFloat(getenv, "ANOMALYD_COMMAND_CACHE", app.DefaultCacheSize)
 	var cache float64
-	fs.Float64Var(&cache, "command-cache", cacheDef, "anomalies whose state the command side keeps between commands, so that a command on one decides without reading its stream, and at most that many KiB of them; 0 reads and checks every anomaly's stream before every command (env ANOMALYD_COMMAND_CACHE)")
+	fs.Float64Var(&cache, "command-cache", cacheDef, "anomalies not yet resolved or dismissed whose state the command side keeps between commands, so that a command on one decides without reading its stream, and at most that many KiB of them; 0 reads and checks every anomaly's stream before every command (env ANOMALYD_COMMAND_CACHE)")
 	everyDef, everyErr := envFloat(getenv, "ANOMALYD_SNAPSHOT_EVERY", DefaultSnapshotEvery)
 	var every float64
 	fs.Float64Var(&every, "snapshot-every", everyDef, "while running, keep a snapshot of the read models in --snapshot-file every this many events at least, and at least every half as many events as the snapshot has lines, so that a start after a crash replays only the events since; 0 keeps one only at a clean shutdown (env ANOMALYD_SNAPSHOT_EVERY)")
