@@ -24,18 +24,18 @@ const (
 )
 
 // anomalyCache keeps the state of anomalies the service loaded from the store
-// (their hash chain checked) or changed itself, so that the next command on
-// one decides without reading its stream again. A terminal state (resolved or
-// dismissed) is not kept: no command can change it, and a command it refuses
-// is decided again on a fresh load anyway, so it would only take the place,
-// and the collector's time, of an anomaly that can still change. A cached state can only be
-// behind the store, never ahead of it: it is stored after a successful append
-// or a load, and dropped when an append fails in any way. A command decided on
-// a cached state appends with that state's version, so a stream that moved on
-// (another instance, an event forged behind the service's back) refuses the
-// append, and the command is decided again on a fresh, checked load. Past the
-// limit or the byte budget an arbitrary entry is evicted, which costs one read
-// later; a state larger than the whole budget is not kept.
+// (their hash chain checked) or changed itself, so that the next command on one
+// decides without reading its stream again. A terminal state (resolved or
+// dismissed) is not kept: no command can change it, and a command it refuses is
+// decided again on a fresh load anyway, so it would only take the place, and
+// the collector's time, of an anomaly that can still change. A cached state can
+// only be behind the store, never ahead of it: it is stored after a successful
+// append or a load, and dropped when an append fails in any way. A command
+// decided on a cached state appends with that state's version, so a stream that
+// moved on (another instance, an event forged behind the service's back)
+// refuses the append, and the command is decided again on a fresh, checked
+// load. Past the limit or the byte budget an arbitrary entry is evicted, which
+// costs one read later; a state larger than the whole budget is not kept.
 type anomalyCache struct {
 	mu     sync.Mutex
 	limit  int // states
