@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,9 @@ type Config struct {
 	// HeadCache is how many streams' last events (version and sequence) the
 	// store keeps, so that an append needs no lookup first; default
 	// DefaultHeadCache. A stale entry costs a refused publish and a lookup.
+	// The heads are kept by a hash of their subject, in a map without
+	// pointers, up to about 100 bytes each: a large cache costs the collector
+	// nothing to mark.
 	HeadCache int
 }
 
@@ -55,8 +59,14 @@ type Store struct {
 	name   string
 	prefix string
 
-	mu        sync.Mutex
-	heads     map[string]head // subject → last known event, see Append
+	mu sync.Mutex
+	// heads maps a subject, by its hash, to its last known event (see
+	// Append). The hash keeps the map free of pointers, so the collector does
+	// not mark it however large it is. Two subjects with one hash would only
+	// cost a refused publish and a lookup: a head is a hint, and the server's
+	// check of the expected sequence is the authority.
+	heads     map[uint64]head
+	seed      maphash.Seed
 	headLimit int
 }
 
@@ -125,7 +135,7 @@ func New(ctx context.Context, js njs.JetStream, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fail(ctx, "create stream "+cfg.Stream, err)
 	}
-	return &Store{js: js, stream: stream, name: cfg.Stream, prefix: cfg.SubjectPrefix, heads: map[string]head{}, headLimit: cfg.HeadCache}, nil
+	return &Store{js: js, stream: stream, name: cfg.Stream, prefix: cfg.SubjectPrefix, heads: map[uint64]head{}, seed: maphash.MakeSeed(), headLimit: cfg.HeadCache}, nil
 }
 
 // Append appends ev to its stream if the stream is at version expected. The
@@ -416,7 +426,7 @@ func (s *Store) subject(id domain.StreamID) (string, error) {
 func (s *Store) cached(subj string) (head, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h, ok := s.heads[subj]
+	h, ok := s.heads[maphash.String(s.seed, subj)]
 	return h, ok
 }
 
@@ -425,22 +435,24 @@ func (s *Store) cached(subj string) (head, bool) {
 func (s *Store) remember(subj string, h head) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.heads[subj]; ok && cur.version > h.version {
+	key := maphash.String(s.seed, subj)
+	cur, ok := s.heads[key]
+	if ok && cur.version > h.version {
 		return
 	}
-	if _, ok := s.heads[subj]; !ok && len(s.heads) >= s.headLimit {
+	if !ok && len(s.heads) >= s.headLimit {
 		for k := range s.heads {
 			delete(s.heads, k)
 			break
 		}
 	}
-	s.heads[subj] = h
+	s.heads[key] = h
 }
 
 func (s *Store) forget(subj string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.heads, subj)
+	delete(s.heads, maphash.String(s.seed, subj))
 }
 
 // validate checks what the store relies on: the version follows expected, and
