@@ -371,10 +371,11 @@ func (m *Main) openStore(ctx context.Context, js njs.JetStream) (eventstore.Stor
 	// The store's cache of stream heads spares the lookup before an append. It
 	// keeps four times as many streams as the command side keeps anomalies: it
 	// also keeps the heads of resolved anomalies, which the command side
-	// forgets, and each evicts at random on its own, so with as many an anomaly
-	// decided without a read was often looked up to be appended all the same.
-	// A head costs up to about 100 bytes and nothing to mark (jetstream.Config):
-	// 24 MiB for the default 262,144 (BENCHMARKS.md has what it gained).
+	// forgets, and each cache evicts at random on its own, so with only as many
+	// heads as states, an anomaly decided without a read was often looked up
+	// before its append all the same. A head costs up to about 100 bytes and
+	// nothing to mark (jetstream.Config): 24 MiB for the default 262,144
+	// (BENCHMARKS.md has what it gained).
 	return jetstream.New(ctx, js, jetstream.Config{HeadCache: max(4*m.cfg.CommandCache, jetstream.DefaultHeadCache)})
 }
 
