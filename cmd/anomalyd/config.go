@@ -175,12 +175,12 @@ func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	return c, c.validate()
 }
 
-// wholeNumber returns v, the value of --flag, as a whole number of units from 0
-// to max, or an error that says so.
 // maxUint64Float is the largest float64 that converts to a uint64: MaxUint64
 // itself rounds up to 2^64, one past it.
 var maxUint64Float = math.Nextafter(math.MaxUint64, 0)
 
+// wholeNumber returns v, the value of --flag, as a whole number of units from 0
+// to max, or an error that says so.
 func wholeNumber(flag string, v, max float64, units string) (uint64, error) {
 	if v < 0 || v > max || v != math.Trunc(v) {
 		return 0, fmt.Errorf("--%s %v: want a whole number of %s, 0 or more", flag, v, units)

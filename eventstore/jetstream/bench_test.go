@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
-	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/anomalyd/anomalyd/domain"
 	"github.com/anomalyd/anomalyd/eventstore/jetstream"
@@ -39,7 +37,7 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer nc.Close()
-			store := openBenchStore(b, nc)
+			store := openStore(b, nc)
 			ctx := context.Background()
 			actor := domain.Actor{ID: "key_bench", Kind: domain.ActorAPIKey}
 			b.ReportAllocs()
@@ -62,17 +60,4 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 			b.ReportMetric(float64((cputime.Process()-cpu).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
 		})
 	}
-}
-
-func openBenchStore(b *testing.B, nc *nats.Conn) *jetstream.Store {
-	b.Helper()
-	js, err := njs.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	store, err := jetstream.New(context.Background(), js, jetstream.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return store
 }

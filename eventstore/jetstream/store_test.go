@@ -290,17 +290,17 @@ func connectInProcess(t *testing.T, s *server.Server) *nats.Conn {
 	return nc
 }
 
-func openStore(t *testing.T, nc *nats.Conn) *jetstream.Store {
-	t.Helper()
+func openStore(tb testing.TB, nc *nats.Conn) *jetstream.Store {
+	tb.Helper()
 	js, err := njs.New(nc)
 	if err != nil {
-		t.Fatalf("jetstream.New: %v", err)
+		tb.Fatalf("jetstream.New: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(tb.Context(), 10*time.Second)
 	defer cancel()
 	store, err := jetstream.New(ctx, js, jetstream.Config{})
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		tb.Fatalf("New: %v", err)
 	}
 	return store
 }
