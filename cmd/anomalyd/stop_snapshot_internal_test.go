@@ -94,3 +94,56 @@ func TestStopWritesNoSnapshotAheadOfTheStoredEffects(t *testing.T) {
 		t.Errorf("snapshot kept after %+v, want after the last event folded, %+v", kept.Info.Last, last)
 	}
 }
+
+// A cut being saved when the service stops is abandoned with the stop's
+// context, which is no fault: it is said at info, not as a warning that the
+// next start replays the log (the stop writes its own snapshot), and the
+// snapshot already kept stays as it was.
+func TestAbandonedCutIsNoWarning(t *testing.T) {
+	js := jetstreamtest.JetStream(t)
+	store, err := jetstream.New(t.Context(), js, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := domain.Principal{Actor: domain.Actor{ID: "key_test", Kind: domain.ActorAPIKey}, Tenant: "acme", Scopes: domain.AllScopes}
+	if _, err := app.NewService(store).Report(t.Context(), p, domain.ReportAnomaly{AgentID: uuid.New(), AnomalyType: "rate_spike", Severity: domain.SeverityHigh}); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	models := projections.NewReadModels()
+	readModel := projections.NewRunner("read_model", store, projections.Multi{models.Anomalies, models.Agents, models.Policies}, logger)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- readModel.Run(ctx) }()
+	if err := readModel.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	last := readModel.LastFolded()
+	path := filepath.Join(t.TempDir(), "read-models.snapshot")
+	m := NewMain(Config{SnapshotFile: path}, logger)
+	m.save(t.Context(), models, last, cutSave, "periodic")
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("no snapshot kept before the stop: %v", err)
+	}
+
+	logs.Reset()
+	m.save(ctx, models, last, cutSave, "periodic") // ctx ended: the service is stopping
+	if out := logs.String(); strings.Contains(out, "level=WARN") || !strings.Contains(out, "level=INFO") || !strings.Contains(out, "cut abandoned") {
+		t.Errorf("an abandoned cut logged\n%s\nwant one info line that says it was abandoned", out)
+	}
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("the snapshot kept changed when a cut was abandoned (read: %v)", err)
+	}
+
+	logs.Reset()
+	m.save(ctx, models, last, cutSave, "shutdown") // a stop's own save that cannot finish is a fault
+	if !strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("a stop's save that was cut short logged\n%s\nwant a warning", logs.String())
+	}
+}

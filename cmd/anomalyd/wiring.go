@@ -337,6 +337,12 @@ func (m *Main) writeCut(ctx context.Context, effects *projections.Runner, cut pr
 func (m *Main) save(ctx context.Context, models projections.ReadModels, last projections.EventRef, opt projections.SaveOptions, why string) {
 	start := time.Now()
 	info, err := projections.SaveSnapshot(ctx, m.cfg.SnapshotFile, models, last, opt)
+	if err != nil && ctx.Err() != nil && why == "periodic" {
+		// The service is stopping: nothing went wrong, and the stop writes a
+		// snapshot of its own (or warns why it does not).
+		m.logger.Info("read-model snapshot cut abandoned: the service is stopping", "position", last.Position)
+		return
+	}
 	if err != nil {
 		m.logger.Warn("read-model snapshot not written; the next start replays the log from the last one, or whole",
 			"when", why, "position", last.Position, "err", err)
