@@ -19,6 +19,7 @@ import (
 	"github.com/anomalyd/anomalyd/natseffects"
 	"github.com/anomalyd/anomalyd/projections"
 	"github.com/google/uuid"
+	njs "github.com/nats-io/nats.go/jetstream"
 )
 
 // A stop writes no snapshot of read models that have folded an event whose
@@ -34,27 +35,12 @@ func TestStopWritesNoSnapshotAheadOfTheStoredEffects(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 
-	js := jetstreamtest.JetStream(t)
-	store, err := jetstream.New(ctx, js, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, store := reportedStore(t, 2)
 	sink, err := natseffects.New(ctx, js, natseffects.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := app.NewService(store)
-	p := domain.Principal{Actor: domain.Actor{ID: "key_test", Kind: domain.ActorAPIKey}, Tenant: "acme", Scopes: domain.AllScopes}
-	for range 2 { // each suspends its agent: one effect each
-		if _, err := svc.Report(ctx, p, domain.ReportAnomaly{AgentID: uuid.New(), AnomalyType: "rate_spike", Severity: domain.SeverityHigh}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	var logs bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	models := projections.NewReadModels()
-	readModel := projections.NewRunner("read_model", store, projections.Multi{models.Anomalies, models.Agents, models.Policies}, logger)
+	models, readModel, logs, logger := readModelOf(store)
 	effects := projections.NewRunner("effects", store, projections.NewEffects(sink, logger), logger)
 	run := func(r *projections.Runner) {
 		wg.Add(1)
@@ -100,19 +86,8 @@ func TestStopWritesNoSnapshotAheadOfTheStoredEffects(t *testing.T) {
 // next start replays the log (the stop writes its own snapshot), and the
 // snapshot already kept stays as it was.
 func TestAbandonedCutIsNoWarning(t *testing.T) {
-	js := jetstreamtest.JetStream(t)
-	store, err := jetstream.New(t.Context(), js, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := domain.Principal{Actor: domain.Actor{ID: "key_test", Kind: domain.ActorAPIKey}, Tenant: "acme", Scopes: domain.AllScopes}
-	if _, err := app.NewService(store).Report(t.Context(), p, domain.ReportAnomaly{AgentID: uuid.New(), AnomalyType: "rate_spike", Severity: domain.SeverityHigh}); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	models := projections.NewReadModels()
-	readModel := projections.NewRunner("read_model", store, projections.Multi{models.Anomalies, models.Agents, models.Policies}, logger)
+	_, store := reportedStore(t, 1)
+	models, readModel, logs, logger := readModelOf(store)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- readModel.Run(ctx) }()
@@ -146,4 +121,34 @@ func TestAbandonedCutIsNoWarning(t *testing.T) {
 	if !strings.Contains(logs.String(), "level=WARN") {
 		t.Errorf("a stop's save that was cut short logged\n%s\nwant a warning", logs.String())
 	}
+}
+
+// reportedStore returns a store on a real embedded JetStream, and that
+// JetStream, holding n high-severity reports on agents of their own: each
+// suspends its agent, one effect each.
+func reportedStore(t *testing.T, n int) (njs.JetStream, *jetstream.Store) {
+	t.Helper()
+	js := jetstreamtest.JetStream(t)
+	store, err := jetstream.New(t.Context(), js, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := app.NewService(store)
+	p := domain.Principal{Actor: domain.Actor{ID: "key_test", Kind: domain.ActorAPIKey}, Tenant: "acme", Scopes: domain.AllScopes}
+	for range n {
+		if _, err := svc.Report(t.Context(), p, domain.ReportAnomaly{AgentID: uuid.New(), AnomalyType: "rate_spike", Severity: domain.SeverityHigh}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return js, store
+}
+
+// readModelOf returns fresh read models, the runner that folds store into
+// them, and a logger for them and the code under test, writing to logs.
+func readModelOf(store *jetstream.Store) (models projections.ReadModels, readModel *projections.Runner, logs *bytes.Buffer, logger *slog.Logger) {
+	logs = new(bytes.Buffer)
+	logger = slog.New(slog.NewTextHandler(logs, nil))
+	models = projections.NewReadModels()
+	readModel = projections.NewRunner("read_model", store, projections.Multi{models.Anomalies, models.Agents, models.Policies}, logger)
+	return models, readModel, logs, logger
 }
